@@ -1,0 +1,222 @@
+"""Model parity with Hugging Face (live when transformers is installed, golden fixture always), safetensors
+round trips, the KV cache, and clear errors on bad checkpoints."""
+import json
+import os
+import shutil
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from helpers import CONFIGS, make_model
+from tooln1_min.model import KVCache, ModelConfig, Transformer
+
+FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
+TOL = 1e-4
+
+
+def _hf():
+    return pytest.importorskip("transformers", reason="transformers not installed (requirements-dev.txt)")
+
+
+def _padded_batch(vocab, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(0, vocab, (4, 13), generator=g)
+    mask = torch.ones_like(ids)
+    mask[0, 9:] = 0   # right padded
+    mask[1, :5] = 0   # left padded
+    mask[2, :1] = 0
+    pos = (mask.cumsum(-1) - 1).clamp(min=0)
+    return ids, mask, pos
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_golden_fixture_parity(name):
+    """Logits recorded from transformers (tests/make_golden.py) on right- and left-padded rows."""
+    path = os.path.join(FIXTURES, f"golden_{name}")
+    model = Transformer.from_pretrained(path)
+    g = load_file(os.path.join(path, "golden.safetensors"))
+    with torch.no_grad():
+        out = model(g["input_ids"], position_ids=g["position_ids"], attention_mask=g["attention_mask"])
+    valid = g["attention_mask"].bool()
+    assert (out - g["logits"])[valid].abs().max().item() <= TOL
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_live_parity_padded(name, tmp_path):
+    transformers = _hf()
+    model = make_model(name, seed=3)
+    model.save_pretrained(tmp_path)
+    hf = transformers.AutoModelForCausalLM.from_pretrained(tmp_path, dtype=torch.float32).eval()
+    ids, mask, pos = _padded_batch(model.config.vocab_size)
+    with torch.no_grad():
+        ours = model(ids, position_ids=pos, attention_mask=mask)
+        ref = hf(input_ids=ids, attention_mask=mask, position_ids=pos).logits
+        plain = (model(ids) - hf(input_ids=ids).logits).abs().max().item()
+    assert (ours - ref)[mask.bool()].abs().max().item() <= TOL
+    assert plain <= TOL
+    # Our default position ids for a masked batch are HF generate's (cumsum of the mask - 1).
+    with torch.no_grad():
+        assert torch.equal(model(ids, attention_mask=mask), ours)
+
+
+@pytest.mark.parametrize("shard", [False, True])
+def test_hf_save_then_our_load(shard, tmp_path):
+    transformers = _hf()
+    cfg = dict(CONFIGS["qwen2_mha_untied"])
+    hf = transformers.AutoModelForCausalLM.from_config(
+        transformers.AutoConfig.for_model(**cfg), dtype=torch.float32).eval()
+    hf.save_pretrained(tmp_path, max_shard_size="20KB" if shard else "5GB")
+    assert os.path.isfile(tmp_path / "model.safetensors.index.json") == shard
+    model = Transformer.from_pretrained(str(tmp_path))
+    ids = torch.randint(0, cfg["vocab_size"], (2, 10))
+    with torch.no_grad():
+        assert (model(ids) - hf(input_ids=ids).logits).abs().max().item() <= TOL
+
+
+@pytest.mark.parametrize("shard", [False, True])
+def test_our_save_then_hf_load(shard, tmp_path):
+    transformers = _hf()
+    model = make_model("qwen3_odd", seed=5)
+    model.save_pretrained(tmp_path, max_shard_bytes=10_000 if shard else 5 * 2**30)
+    assert os.path.isfile(tmp_path / "model.safetensors.index.json") == shard
+    hf = transformers.AutoModelForCausalLM.from_pretrained(tmp_path, dtype=torch.float32).eval()
+    ids = torch.randint(0, model.config.vocab_size, (2, 10))
+    with torch.no_grad():
+        assert (model(ids) - hf(input_ids=ids).logits).abs().max().item() <= TOL
+
+
+@pytest.mark.parametrize("shard", [False, True])
+def test_round_trip_without_transformers(shard, tmp_path):
+    model = make_model("qwen2_gqa_tied", seed=7)
+    model.save_pretrained(tmp_path, max_shard_bytes=8_000 if shard else 5 * 2**30)
+    files = os.listdir(tmp_path)
+    assert ("model.safetensors" in files) != shard
+    assert "lm_head.weight" not in model.state_dict()  # tied: HF's layout has no lm_head tensor
+    again = Transformer.from_pretrained(str(tmp_path), dtype=torch.bfloat16)
+    assert again.model.embed_tokens.weight.dtype == torch.bfloat16
+    assert json.load(open(tmp_path / "config.json"))["torch_dtype"] == "float32"
+    for k, v in model.state_dict().items():
+        assert torch.equal(v.bfloat16(), again.state_dict()[k]), k
+
+
+def test_packed_sequences_match_separate_forwards():
+    model = make_model("qwen2_gqa_tied")
+    a, b = torch.randint(0, 160, (1, 6)), torch.randint(0, 160, (1, 5))
+    packed = torch.cat([a, b], dim=1)
+    pos = torch.cat([torch.arange(6), torch.arange(5)])[None]
+    with torch.no_grad():
+        out = model(packed, position_ids=pos)
+        ref = torch.cat([model(a), model(b)], dim=1)
+    assert (out - ref).abs().max().item() <= 1e-5
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_kv_cache_prefill_and_decode_match_full_forward(name):
+    """Right-padded prefill into chosen cache rows, copy_rows, then per-row decode at ragged positions."""
+    model = make_model(name)
+    V = model.config.vocab_size
+    lens = [5, 8, 3]
+    full = [torch.randint(0, V, (n + 4,)) for n in lens]  # prompt + 4 continuation tokens per row
+    prompts = torch.zeros(3, max(lens), dtype=torch.long)
+    for i, n in enumerate(lens):
+        prompts[i, :n] = full[i][:n]
+    cache = KVCache(model.config, batch_size=6, max_len=16)
+    rows = torch.tensor([0, 2, 4])
+    with torch.no_grad():
+        model(prompts, cache=cache, cache_rows=rows)
+        cache.copy_rows(rows, rows + 1)  # each prompt's cache is shared by two rows
+        for step in range(4):
+            ids = torch.stack([full[i // 2][lens[i // 2] + step] for i in range(6)])[:, None]
+            pos = torch.tensor([lens[i // 2] + step for i in range(6)])[:, None]
+            logits = model(ids, position_ids=pos, cache=cache)[:, 0]
+            for i in range(6):
+                n = lens[i // 2] + step + 1
+                ref = model(full[i // 2][None, :n])[0, -1]
+                assert (logits[i] - ref).abs().max().item() <= 1e-5
+
+
+def test_logits_at_selects_positions():
+    model = make_model("qwen2_mha_untied")
+    ids = torch.randint(0, 131, (3, 7))
+    at = torch.tensor([6, 2, 0])
+    with torch.no_grad():
+        full = model(ids)
+        part = model(ids, logits_at=at)
+    assert part.shape == (3, 1, 131)
+    assert torch.allclose(part[:, 0], full[torch.arange(3), at], atol=1e-6)
+
+
+# ---- bad input: each a clear error naming the problem ----
+
+def _copy_fixture(tmp_path, name="qwen2_gqa_tied"):
+    dst = tmp_path / "ckpt"
+    shutil.copytree(os.path.join(FIXTURES, f"golden_{name}"), dst)
+    return dst
+
+
+def test_missing_config_key(tmp_path):
+    dst = _copy_fixture(tmp_path)
+    cfg = json.load(open(dst / "config.json"))
+    del cfg["hidden_size"]
+    json.dump(cfg, open(dst / "config.json", "w"))
+    with pytest.raises(ValueError, match="hidden_size"):
+        Transformer.from_pretrained(str(dst))
+
+
+def test_unknown_model_type(tmp_path):
+    dst = _copy_fixture(tmp_path)
+    cfg = json.load(open(dst / "config.json"))
+    cfg["model_type"] = "llama4"
+    json.dump(cfg, open(dst / "config.json", "w"))
+    with pytest.raises(ValueError, match="llama4"):
+        Transformer.from_pretrained(str(dst))
+
+
+def test_missing_shard(tmp_path):
+    make_model("qwen2_gqa_tied").save_pretrained(tmp_path, max_shard_bytes=8_000)
+    shard = sorted(f for f in os.listdir(tmp_path) if f.endswith(".safetensors"))[1]
+    os.remove(tmp_path / shard)
+    with pytest.raises(FileNotFoundError, match=shard):
+        Transformer.from_pretrained(str(tmp_path))
+
+
+def test_wrong_shape_and_missing_and_unknown_tensor(tmp_path):
+    dst = _copy_fixture(tmp_path)
+    state = load_file(dst / "model.safetensors")
+    bad = dict(state)
+    bad["model.layers.1.mlp.up_proj.weight"] = torch.zeros(3, 3)
+    save_file(bad, dst / "model.safetensors")
+    with pytest.raises(ValueError, match=r"model\.layers\.1\.mlp\.up_proj\.weight.*shape"):
+        Transformer.from_pretrained(str(dst))
+    bad = {k: v for k, v in state.items() if k != "model.norm.weight"}
+    save_file(bad, dst / "model.safetensors")
+    with pytest.raises(ValueError, match=r"missing tensors \['model\.norm\.weight'\]"):
+        Transformer.from_pretrained(str(dst))
+    save_file({**state, "model.layers.9.mlp.up_proj.weight": torch.zeros(1)}, dst / "model.safetensors")
+    with pytest.raises(ValueError, match=r"unexpected tensor 'model\.layers\.9"):
+        Transformer.from_pretrained(str(dst))
+
+
+def test_untied_checkpoint_without_lm_head_is_an_error(tmp_path):
+    dst = _copy_fixture(tmp_path, "qwen2_mha_untied")
+    state = load_file(dst / "model.safetensors")
+    del state["lm_head.weight"]
+    save_file(state, dst / "model.safetensors")
+    with pytest.raises(ValueError, match="lm_head.weight"):
+        Transformer.from_pretrained(str(dst))
+
+
+def test_not_a_checkpoint(tmp_path):
+    with pytest.raises(FileNotFoundError, match="config.json"):
+        Transformer.from_pretrained(str(tmp_path))
+
+
+def test_config_from_transformers5_rope_parameters():
+    d = dict(CONFIGS["qwen2_gqa_tied"])
+    del d["rope_theta"]
+    d["rope_parameters"] = {"rope_theta": 123.0, "rope_type": "default"}
+    assert ModelConfig.from_dict(d).rope_theta == 123.0
+    d["rope_parameters"] = {"rope_theta": 123.0, "rope_type": "yarn", "factor": 4.0}
+    with pytest.raises(ValueError, match="yarn"):
+        ModelConfig.from_dict(d)

@@ -1,0 +1,87 @@
+"""Tokenizer wrapper and chat template rendering, checked against transformers' apply_chat_template.
+
+Set TOOLN1_TOKENIZER_DIR=<a Qwen checkpoint folder> to also check that checkpoint's official template.
+"""
+import os
+
+import pytest
+
+from tooln1_min.tokenizer import CHATML_TEMPLATE, QWEN_ADDED_TOKENS, Tokenizer, train_tokenizer
+
+CORPUS = ["Hello world, get the weather in Paris tomorrow.", "<think>reason</think> numbers 12345 ünïcödé 天气",
+          '{"name": "get_weather", "arguments": {"city": "Paris"}}'] * 20
+
+TOOLS = [{"type": "function", "function": {"name": "get_weather", "description": "Weather for a city, ünï",
+                                           "parameters": {"type": "object", "properties": {
+                                               "city": {"type": "string"}}, "required": ["city"]}}},
+         {"type": "function", "function": {"name": "math.hypot", "parameters": {}}}]
+CALL = {"type": "function", "function": {"name": "get_weather", "arguments": {"city": "Zürich", "days": 3}}}
+CONVERSATIONS = [
+    [{"role": "user", "content": "hi"}],
+    [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "天气?"}],
+    [{"role": "user", "content": ""}],
+    [{"role": "user", "content": "weather?"}, {"role": "assistant", "content": "", "tool_calls": [CALL]},
+     {"role": "tool", "content": '{"temp": 3}'}, {"role": "tool", "content": "second"},
+     {"role": "assistant", "content": "It is 3 degrees."}, {"role": "user", "content": "thanks"}],
+    [{"role": "system", "content": "sys"}, {"role": "user", "content": "a"},
+     {"role": "assistant", "content": "thinking", "tool_calls": [CALL, CALL]}, {"role": "tool", "content": "x"}],
+]
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return train_tokenizer(CORPUS, vocab_size=400)
+
+
+def _templates(tmp_path_factory, tok):
+    out = [("project-chatml", tok)]
+    official = os.environ.get("TOOLN1_TOKENIZER_DIR")
+    if official:
+        out.append(("official", Tokenizer.from_pretrained(official)))
+    return out
+
+
+def test_added_tokens_and_flags(tok):
+    for content, special in QWEN_ADDED_TOKENS:
+        i = tok.token_to_id(content)
+        assert i is not None and tok.encode(content) == [i]
+        assert (tok.decode([i], skip_special_tokens=True) == "") == special, content
+    text = "<think>ok</think><tool_call>[]</tool_call><|im_end|>"
+    assert tok.decode(tok.encode(text)) == text
+    assert tok.decode(tok.encode(text), skip_special_tokens=True) == "<think>ok</think><tool_call>[]</tool_call>"
+    assert tok.stop_token_ids == [tok.token_to_id("<|im_end|>"), tok.token_to_id("<|endoftext|>")]
+
+
+def test_save_load_and_transformers_agree(tok, tmp_path):
+    tok.save_pretrained(tmp_path)
+    again = Tokenizer.from_pretrained(str(tmp_path))
+    text = "Call get_weather for Paris <tool_call>[1]</tool_call> 天气 123"
+    assert again.encode(text) == tok.encode(text)
+    transformers = pytest.importorskip("transformers")
+    hf = transformers.AutoTokenizer.from_pretrained(str(tmp_path))
+    assert hf.encode(text, add_special_tokens=False) == tok.encode(text)
+    assert hf.decode(tok.encode(text)) == tok.decode(tok.encode(text))
+
+
+@pytest.mark.parametrize("i", range(len(CONVERSATIONS)))
+@pytest.mark.parametrize("with_tools", [False, True])
+@pytest.mark.parametrize("gen", [False, True])
+def test_chat_template_matches_transformers(tok, tmp_path_factory, i, with_tools, gen):
+    transformers = pytest.importorskip("transformers")
+    for label, t in _templates(tmp_path_factory, tok):
+        d = tmp_path_factory.mktemp(label)
+        t.save_pretrained(d)
+        hf = transformers.AutoTokenizer.from_pretrained(str(d))
+        tools = TOOLS if with_tools else None
+        ours = t.apply_chat_template(CONVERSATIONS[i], tools=tools, add_generation_prompt=gen)
+        ref = hf.apply_chat_template(CONVERSATIONS[i], tools=tools, add_generation_prompt=gen, tokenize=False)
+        assert ours == ref, label
+
+
+def test_missing_template_and_files(tok, tmp_path):
+    bare = Tokenizer(tok.tok, {"eos_token": "<|im_end|>"}, {}, path="bare")
+    with pytest.raises(ValueError, match="chat_template"):
+        bare.apply_chat_template([{"role": "user", "content": "x"}])
+    with pytest.raises(FileNotFoundError, match="tokenizer.json"):
+        Tokenizer.from_pretrained(str(tmp_path))
+    assert CHATML_TEMPLATE in tok.config["chat_template"]

@@ -1,0 +1,352 @@
+"""A Qwen2 / Qwen2.5 / Qwen3 (dense) decoder in plain PyTorch, numerically equal to Hugging Face's.
+
+Parameter names are Hugging Face's (`model.layers.{i}.self_attn.q_proj.weight`, ...), so checkpoints load and save
+as ordinary HF folders with no renaming table. One forward serves three uses:
+  training   model(input_ids, position_ids=None, attention_mask=None)            -> logits (B, T, V)
+  prefill    model(input_ids, cache=cache, cache_rows=rows)  writes K/V of rows at positions 0..T-1
+  decode     model(input_ids (B, 1), position_ids (B, 1), cache=cache)  writes K/V at each row's own position
+This file knows nothing about distribution or sampling.
+"""
+import json
+import os
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+
+@dataclass
+class ModelConfig:
+    model_type: str                 # "qwen2" (Qwen2, Qwen2.5) or "qwen3" (dense)
+    vocab_size: int                 # embedding rows; padded past the tokenizer (151936 / 152064 for Qwen2.5)
+    hidden_size: int
+    intermediate_size: int
+    num_hidden_layers: int
+    num_attention_heads: int
+    num_key_value_heads: int
+    head_dim: int
+    rms_norm_eps: float = 1e-6
+    rope_theta: float = 10000.0
+    tie_word_embeddings: bool = False
+    attention_bias: bool = True     # q/k/v bias: always in Qwen2, optional (default off) in Qwen3
+    qk_norm: bool = False           # Qwen3: per-head RMSNorm on q and k before RoPE
+    max_position_embeddings: int = 32768
+    raw: dict = field(default_factory=dict, repr=False)  # the config.json as read, written back on save
+
+    @classmethod
+    def from_dict(cls, d: dict, source: str = "config.json") -> "ModelConfig":
+        mt = d.get("model_type")
+        if mt not in ("qwen2", "qwen3"):
+            raise ValueError(f"{source}: model_type {mt!r} is not supported (expected 'qwen2' or 'qwen3')")
+        for key in ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads"):
+            if key not in d:
+                raise ValueError(f"{source}: missing required key {key!r}")
+        if d.get("hidden_act", "silu") != "silu":
+            raise ValueError(f"{source}: hidden_act {d['hidden_act']!r} is not supported (Qwen uses 'silu')")
+        if d.get("use_sliding_window"):
+            raise ValueError(f"{source}: use_sliding_window=true is not supported (Qwen2.5 releases ship false)")
+        rope = d.get("rope_scaling") or d.get("rope_parameters") or {}
+        if rope.get("rope_type", rope.get("type", "default")) != "default":
+            raise ValueError(f"{source}: rope scaling {rope!r} is not supported (only default RoPE)")
+        theta = d.get("rope_theta", rope.get("rope_theta", 10000.0))  # transformers 5 moved it to rope_parameters
+        heads = d["num_attention_heads"]
+        return cls(
+            model_type=mt, vocab_size=d["vocab_size"], hidden_size=d["hidden_size"],
+            intermediate_size=d["intermediate_size"], num_hidden_layers=d["num_hidden_layers"],
+            num_attention_heads=heads, num_key_value_heads=d.get("num_key_value_heads") or heads,
+            head_dim=d.get("head_dim") or d["hidden_size"] // heads, rms_norm_eps=d.get("rms_norm_eps", 1e-6),
+            rope_theta=float(theta), tie_word_embeddings=d.get("tie_word_embeddings", False),
+            attention_bias=True if mt == "qwen2" else d.get("attention_bias", False), qk_norm=(mt == "qwen3"),
+            max_position_embeddings=d.get("max_position_embeddings", 32768), raw=dict(d))
+
+    def to_dict(self) -> dict:
+        """config.json for save_pretrained: the original keys kept, the architecture ones made consistent."""
+        d = dict(self.raw)
+        d.update({k: v for k, v in asdict(self).items() if k not in ("raw", "qk_norm", "attention_bias")})
+        d.setdefault("architectures", ["Qwen2ForCausalLM" if self.model_type == "qwen2" else "Qwen3ForCausalLM"])
+        d.setdefault("hidden_act", "silu")
+        if self.model_type == "qwen3":
+            d["attention_bias"] = self.attention_bias
+        if "rope_parameters" in d:  # keep transformers 5's layout consistent with rope_theta
+            d["rope_parameters"] = {**d["rope_parameters"], "rope_theta": self.rope_theta}
+        return d
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x):
+        # As HF: normalise in fp32, cast back to the input dtype, then scale (the order matters in bf16).
+        h = x.float()
+        h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * h.to(x.dtype)
+
+
+def rope_cos_sin(position_ids, head_dim: int, theta: float, dtype):
+    """Non-interleaved (rotate-half) RoPE tables in fp32, cast to dtype. position_ids (B, T) -> (B, 1, T, D)."""
+    inv_freq = 1.0 / theta ** (torch.arange(0, head_dim, 2, device=position_ids.device, dtype=torch.float) / head_dim)
+    freqs = position_ids.float()[..., None] * inv_freq  # (B, T, D/2)
+    emb = torch.cat((freqs, freqs), dim=-1)
+    return emb.cos().to(dtype)[:, None], emb.sin().to(dtype)[:, None]
+
+
+def apply_rope(x, cos, sin):
+    x1, x2 = x.chunk(2, dim=-1)
+    return x * cos + torch.cat((-x2, x1), dim=-1) * sin
+
+
+class KVCache:
+    """Preallocated static K/V buffers, written by position: k[layer] is (B, kv_heads, max_len, head_dim).
+
+    Static shapes let the sampler capture decode steps in a CUDA graph; each row keeps its own position.
+    """
+
+    def __init__(self, config: ModelConfig, batch_size: int, max_len: int, dtype=torch.float32, device="cpu"):
+        shape = (batch_size, config.num_key_value_heads, max_len, config.head_dim)
+        self.k = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(config.num_hidden_layers)]
+        self.v = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(config.num_hidden_layers)]
+        self.batch_size, self.max_len = batch_size, max_len
+
+    def copy_rows(self, src, dst):
+        """Copy whole cache rows src[i] -> dst[i] (the n samples of a prompt share its prefilled prefix)."""
+        for buf in self.k + self.v:
+            buf[dst] = buf[src]
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.n_heads, self.n_kv, self.head_dim = cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim
+        self.q_proj = nn.Linear(cfg.hidden_size, self.n_heads * self.head_dim, bias=cfg.attention_bias)
+        self.k_proj = nn.Linear(cfg.hidden_size, self.n_kv * self.head_dim, bias=cfg.attention_bias)
+        self.v_proj = nn.Linear(cfg.hidden_size, self.n_kv * self.head_dim, bias=cfg.attention_bias)
+        self.o_proj = nn.Linear(self.n_heads * self.head_dim, cfg.hidden_size, bias=False)
+        if cfg.qk_norm:
+            self.q_norm = RMSNorm(self.head_dim, cfg.rms_norm_eps)
+            self.k_norm = RMSNorm(self.head_dim, cfg.rms_norm_eps)
+
+    def forward(self, x, cos, sin, mask, kv=None, rows=None, index=None):
+        B, T, _ = x.shape
+        q = self.q_proj(x).view(B, T, self.n_heads, self.head_dim)
+        k = self.k_proj(x).view(B, T, self.n_kv, self.head_dim)
+        v = self.v_proj(x).view(B, T, self.n_kv, self.head_dim)
+        if hasattr(self, "q_norm"):
+            q, k = self.q_norm(q), self.k_norm(k)
+        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (B, H, T, D)
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        if kv is not None:
+            k_cache, v_cache = kv
+            if rows is not None:  # prefill: store the fresh K/V in cache rows `rows`, attend over the fresh K/V
+                k_cache[rows, :, :T] = k
+                v_cache[rows, :, :T] = v
+            else:  # decode: write each row's token at its own position (index), attend over the whole cache
+                k_cache.scatter_(2, index, k)
+                v_cache.scatter_(2, index, v)
+                k, v = k_cache, v_cache
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None,
+                                           enable_gqa=self.n_kv != self.n_heads)
+        return self.o_proj(y.transpose(1, 2).reshape(B, T, -1))
+
+
+class MLP(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.gate_proj = nn.Linear(cfg.hidden_size, cfg.intermediate_size, bias=False)
+        self.up_proj = nn.Linear(cfg.hidden_size, cfg.intermediate_size, bias=False)
+        self.down_proj = nn.Linear(cfg.intermediate_size, cfg.hidden_size, bias=False)
+
+    def forward(self, x):
+        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))  # SwiGLU
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.input_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+        self.self_attn = Attention(cfg)
+        self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+        self.mlp = MLP(cfg)
+
+    def forward(self, x, cos, sin, mask, kv=None, rows=None, index=None):
+        x = x + self.self_attn(self.input_layernorm(x), cos, sin, mask, kv, rows, index)
+        return x + self.mlp(self.post_attention_layernorm(x))
+
+
+class Transformer(nn.Module):
+    """Qwen2/Qwen3 causal LM. `model(input_ids)` -> logits (B, T, vocab_size)."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        self.model = nn.ModuleDict(dict(
+            embed_tokens=nn.Embedding(config.vocab_size, config.hidden_size),
+            layers=nn.ModuleList(Block(config) for _ in range(config.num_hidden_layers)),
+            norm=RMSNorm(config.hidden_size, config.rms_norm_eps)))
+        # Tied checkpoints have one matrix for both ends: no lm_head parameter at all, so nothing can untie it
+        # (meta-device loading, FSDP sharding) and the file layout (no lm_head.weight) is HF's.
+        if not config.tie_word_embeddings:
+            self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+
+    def forward(self, input_ids, position_ids=None, attention_mask=None, cache: KVCache | None = None,
+                cache_rows=None, logits_at=None):
+        """input_ids (B, T). attention_mask (B, T), 1 = real token, for padded batches (left or right).
+        position_ids (B, T): default arange, or cumsum(attention_mask) - 1 when a mask is given; rows that
+        restart at 0 mid-row are packed sequences and attend only within their own segment.
+        cache + cache_rows (B,): prefill, store K/V of row b in cache row cache_rows[b] (right-padded prompts).
+        cache alone: decode one token per row at position_ids (B, 1) over the whole cache.
+        logits_at (B,): project only that position of each row -> logits (B, 1, V) (saves a (B, T, V) tensor).
+        """
+        B, T = input_ids.shape
+        if position_ids is None:
+            if attention_mask is not None:
+                position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+            else:
+                position_ids = torch.arange(T, device=input_ids.device).expand(B, T)
+        x = self.model.embed_tokens(input_ids)
+        cos, sin = rope_cos_sin(position_ids, self.config.head_dim, self.config.rope_theta, x.dtype)
+        index = None
+        if cache is not None and cache_rows is None:  # decode
+            if T != 1:
+                raise ValueError(f"decode takes one token per row, got input_ids of shape {tuple(input_ids.shape)}")
+            pos = position_ids.view(B, 1, 1, 1)
+            mask = torch.arange(cache.max_len, device=x.device).view(1, 1, 1, -1) <= pos  # (B, 1, 1, L)
+            index = pos.expand(B, self.config.num_key_value_heads, 1, self.config.head_dim)
+        else:
+            mask = self._train_mask(position_ids, attention_mask)
+        for i, layer in enumerate(self.model.layers):
+            kv = (cache.k[i], cache.v[i]) if cache is not None else None
+            x = layer(x, cos, sin, mask, kv, cache_rows, index)
+        if logits_at is not None:
+            x = x[torch.arange(B, device=x.device), logits_at][:, None]
+        x = self.model.norm(x)
+        if self.config.tie_word_embeddings:
+            return F.linear(x, self.model.embed_tokens.weight)
+        return self.lm_head(x)
+
+    @staticmethod
+    def _train_mask(position_ids, attention_mask):
+        """None (plain causal, lets SDPA pick flash attention) unless the batch is padded or packed."""
+        packed = bool((position_ids[:, 1:] == 0).any()) if position_ids.shape[1] > 1 else False
+        padded = attention_mask is not None and not bool(attention_mask.all())
+        if not (packed or padded):
+            return None
+        B, T = position_ids.shape
+        idx = torch.arange(T, device=position_ids.device)
+        allowed = (idx[None, :] <= idx[:, None])[None].expand(B, T, T)  # causal
+        if packed:
+            seg = (position_ids == 0).long().cumsum(-1)
+            allowed = allowed & (seg[:, :, None] == seg[:, None, :])
+        if padded:
+            allowed = allowed & attention_mask.bool()[:, None, :]
+        # Every query may see itself: a fully masked row (a left-pad query) would give NaN, and NaN in a pad
+        # position's values leaks into real rows through 0 * NaN in the next layer.
+        allowed = allowed | torch.eye(T, dtype=torch.bool, device=allowed.device)
+        return allowed[:, None]  # (B, 1, T, T)
+
+    @torch.no_grad()
+    def init_weights(self, std: float = 0.02, seed: int | None = None):
+        """Random init for models built from a config (tests, the CPU demo): normal weights, zero biases."""
+        gen = torch.Generator().manual_seed(seed) if seed is not None else None
+        for name, p in self.named_parameters():
+            if name.endswith("norm.weight"):
+                p.fill_(1.0)
+            elif name.endswith(".bias"):
+                p.zero_()
+            else:
+                p.copy_(torch.randn(p.shape, generator=gen) * std)
+        return self
+
+    # ---- Hugging Face safetensors in and out ----
+
+    @classmethod
+    def from_pretrained(cls, path: str, dtype=torch.float32, device="cpu") -> "Transformer":
+        """Load an HF checkpoint folder (config.json + model.safetensors or sharded + index) into parameters."""
+        cfg_path = os.path.join(path, "config.json")
+        if not os.path.isfile(cfg_path):
+            raise FileNotFoundError(f"{cfg_path} not found: {path!r} is not a Hugging Face checkpoint folder")
+        with open(cfg_path) as f:
+            config = ModelConfig.from_dict(json.load(f), source=cfg_path)
+        with torch.device("meta"):  # no memory until the real tensors are assigned
+            model = cls(config)
+        expected = {k: v for k, v in model.state_dict().items()}
+        state = {}
+        for name, tensor in _read_safetensors(path, device):
+            if name == "lm_head.weight" and config.tie_word_embeddings:
+                continue  # some exporters keep the tied copy; the embedding is the one matrix we use
+            if name not in expected:
+                raise ValueError(f"{path}: unexpected tensor {name!r} (not part of a {config.model_type} model "
+                                 f"with {config.num_hidden_layers} layers)")
+            if tuple(tensor.shape) != tuple(expected[name].shape):
+                raise ValueError(f"{path}: tensor {name!r} has shape {tuple(tensor.shape)}, "
+                                 f"expected {tuple(expected[name].shape)} from config.json")
+            state[name] = tensor.to(dtype=dtype, device=device)
+        missing = sorted(set(expected) - set(state))
+        if missing:
+            hint = " (config says tie_word_embeddings=false, so lm_head.weight is required)" \
+                if missing == ["lm_head.weight"] else ""
+            raise ValueError(f"{path}: missing tensors {missing[:5]}{'...' if len(missing) > 5 else ''}{hint}")
+        model.load_state_dict(state, assign=True, strict=True)
+        return model
+
+    def save_pretrained(self, path: str, max_shard_bytes: int = 5 * 2**30, state_dict: dict | None = None):
+        """Write config.json + safetensors in HF's layout (sharded with an index above max_shard_bytes)."""
+        os.makedirs(path, exist_ok=True)
+        state = state_dict if state_dict is not None else self.state_dict()
+        state = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
+        config = self.config.to_dict()
+        dtype = str(next(iter(state.values())).dtype).removeprefix("torch.")
+        config["torch_dtype"] = config["dtype"] = dtype
+        shards, cur, cur_bytes = [], {}, 0
+        for name, t in state.items():
+            nbytes = t.numel() * t.element_size()
+            if cur and cur_bytes + nbytes > max_shard_bytes:
+                shards.append(cur)
+                cur, cur_bytes = {}, 0
+            cur[name], cur_bytes = t, cur_bytes + nbytes
+        shards.append(cur)
+        for old in os.listdir(path):  # stale shards of an earlier save would confuse loaders
+            if old.startswith("model") and (old.endswith(".safetensors") or old.endswith(".index.json")):
+                os.remove(os.path.join(path, old))
+        if len(shards) == 1:
+            save_file(shards[0], os.path.join(path, "model.safetensors"), metadata={"format": "pt"})
+        else:
+            weight_map = {}
+            for i, shard in enumerate(shards):
+                fname = f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors"
+                save_file(shard, os.path.join(path, fname), metadata={"format": "pt"})
+                weight_map.update({k: fname for k in shard})
+            total = sum(t.numel() * t.element_size() for t in state.values())
+            with open(os.path.join(path, "model.safetensors.index.json"), "w") as f:
+                json.dump({"metadata": {"total_size": total}, "weight_map": weight_map}, f, indent=2)
+        with open(os.path.join(path, "config.json"), "w") as f:
+            json.dump(config, f, indent=2)
+
+    def num_params(self, exclude_embedding: bool = False) -> int:
+        n = sum(p.numel() for p in self.parameters())
+        return n - self.model.embed_tokens.weight.numel() if exclude_embedding else n
+
+
+def _read_safetensors(path: str, device="cpu"):
+    """Yield (name, tensor) from model.safetensors or from the shards listed in model.safetensors.index.json."""
+    single, index = os.path.join(path, "model.safetensors"), os.path.join(path, "model.safetensors.index.json")
+    if os.path.isfile(index):
+        with open(index) as f:
+            weight_map = json.load(f)["weight_map"]
+        files = sorted(set(weight_map.values()))
+        for fname in files:
+            if not os.path.isfile(os.path.join(path, fname)):
+                raise FileNotFoundError(f"{index} names shard {fname!r}, which is not in {path}")
+    elif os.path.isfile(single):
+        files = ["model.safetensors"]
+    else:
+        raise FileNotFoundError(f"{path}: no model.safetensors and no model.safetensors.index.json")
+    for fname in files:
+        with safe_open(os.path.join(path, fname), framework="pt", device="cpu") as f:
+            for name in f.keys():
+                yield name, f.get_tensor(name)
