@@ -1,0 +1,147 @@
+"""Sampler correctness on CPU: greedy vs an uncached reference, logprobs vs teacher forcing, batch invariance,
+stops, limits, seeds, top-k/top-p, padded vocabulary, bad input."""
+import math
+
+import pytest
+import torch
+
+from helpers import make_model
+from tooln1_min.sampler import filter_logits, generate, gumbel_noise, row_keys
+
+TINY = dict(model_type="qwen2", vocab_size=96, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+            num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True, rope_theta=1e6)
+
+
+@pytest.fixture(scope="module")
+def model():
+    return make_model(TINY, seed=1, std=0.3).eval()
+
+
+def _prompts(seed=0, lens=(3, 7, 1, 5)):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randint(0, 90, (n,), generator=g).tolist() for n in lens]
+
+
+def test_greedy_equals_uncached_reference(model):
+    prompts = _prompts()
+    out = generate(model, prompts, n=3, max_new_tokens=9, temperature=0)
+    for p, samples in zip(prompts, out):
+        seq = list(p)
+        for _ in range(9):  # argmax of a full forward re-run at every step
+            with torch.no_grad():
+                seq.append(int(model(torch.tensor([seq]))[0, -1].argmax()))
+        for s in samples:
+            assert s.token_ids == seq[len(p):] and s.finish_reason == "length"
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+def test_logprobs_equal_teacher_forced(model, temperature):
+    prompts = _prompts(1)
+    out = generate(model, prompts, n=2, max_new_tokens=8, temperature=temperature, seed=3)
+    worst = 0.0
+    for p, samples in zip(prompts, out):
+        for s in samples:
+            ids = torch.tensor([p + s.token_ids])
+            with torch.no_grad():
+                ref = torch.log_softmax(model(ids)[0, len(p) - 1:-1].float() / temperature, -1)
+            ref = ref.gather(-1, torch.tensor(s.token_ids)[:, None])[:, 0]
+            worst = max(worst, (ref - torch.tensor(s.logprobs)).abs().max().item())
+    assert worst <= 1e-5, worst
+
+
+def test_batch_invariance_and_seed_reproducibility(model):
+    """A row depends only on (seed, its prompt, its prompt's index, its sample index): not on batch-mates,
+    chunking or compaction."""
+    prompts = _prompts(2, lens=(4, 9, 2, 6, 3))
+    kw = dict(n=2, max_new_tokens=10, temperature=1.0, seed=11)
+    full = generate(model, prompts, **kw)
+    again = generate(model, prompts, **kw)
+    chunked = generate(model, prompts, max_batch_size=2, sync_every=1, **kw)
+    for a, b, c in zip(full, again, chunked):
+        for sa, sb, sc in zip(a, b, c):
+            assert sa.token_ids == sb.token_ids == sc.token_ids and sa.logprobs == sb.logprobs
+    # the first prompt alone (same index 0), and with other batch-mates behind it
+    assert [s.token_ids for s in generate(model, prompts[:1], **kw)[0]] == [s.token_ids for s in full[0]]
+    mates = generate(model, prompts[:1] + _prompts(9, lens=(12, 1, 5)), **kw)
+    assert [s.token_ids for s in mates[0]] == [s.token_ids for s in full[0]]
+    greedy = generate(model, prompts, n=2, max_new_tokens=10, temperature=0)
+    for p, g in zip(prompts, greedy):
+        assert generate(model, [p], max_new_tokens=10, temperature=0)[0][0].token_ids == g[0].token_ids
+    other = generate(model, prompts, **{**kw, "seed": 12})
+    assert any(a.token_ids != b.token_ids for x, y in zip(full, other) for a, b in zip(x, y))
+    assert any(x[0].token_ids != x[1].token_ids for x in full)  # each sample has its own random stream
+
+
+def test_stop_ids_and_max_new_tokens(model):
+    prompts = _prompts(3)
+    free = generate(model, prompts, n=2, max_new_tokens=12, temperature=1.0, seed=5)
+    stop = free[1][0].token_ids[4]  # a token this row emits at its 5th step
+    out = generate(model, prompts, n=2, max_new_tokens=12, temperature=1.0, seed=5, stop_token_ids=[stop],
+                   sync_every=2)
+    for f_samples, samples in zip(free, out):
+        for f, s in zip(f_samples, samples):
+            if stop in f.token_ids:
+                cut = f.token_ids.index(stop) + 1
+                assert s.token_ids == f.token_ids[:cut] and s.finish_reason == "stop"
+                assert len(s.logprobs) == cut
+            else:
+                assert s.token_ids == f.token_ids and s.finish_reason == "length"
+    forced = generate(model, prompts, n=2, max_new_tokens=12, temperature=1.0, seed=5, stop_token_ids=[stop],
+                      ignore_stop=True)
+    assert all(len(s.token_ids) == 12 for x in forced for s in x)
+    assert all(len(s.token_ids) == 3 for x in generate(model, prompts, max_new_tokens=3) for s in x)
+
+
+def test_max_len_caps_completion(model):
+    out = generate(model, [[1] * 5, [2] * 2], max_new_tokens=10, max_len=8, temperature=0)
+    assert [len(x[0].token_ids) for x in out] == [3, 6]
+
+
+def test_top_k_top_p_and_vocab_limit_never_leave_the_kept_set(model):
+    prompts = _prompts(4)
+    for kw in [dict(top_k=3), dict(top_p=0.5), dict(top_k=5, top_p=0.8), dict(vocab_limit=40)]:
+        out = generate(model, prompts, n=4, max_new_tokens=6, temperature=1.5, seed=2, **kw)
+        for p, samples in zip(prompts, out):
+            for s in samples:
+                for t, tok in enumerate(s.token_ids):
+                    with torch.no_grad():
+                        logits = model(torch.tensor([p + s.token_ids[:t]]))[0, -1:].float()
+                    kept = filter_logits(logits, 1.5, kw.get("top_k", 0), kw.get("top_p", 1.0),
+                                         kw.get("vocab_limit"))[0]
+                    assert math.isfinite(kept[tok].item()), (kw, tok)
+                    assert abs(kept[tok].item() - s.logprobs[t]) < 1e-5
+                    if "vocab_limit" in kw:
+                        assert tok < 40
+
+
+def test_filter_logits_reference():
+    logits = torch.tensor([[2.0, 1.0, 0.5, 0.0, -1.0]])
+    lp = filter_logits(logits, 1.0, top_k=2)
+    assert torch.isinf(lp[0, 2:]).all() and torch.allclose(lp[0, :2].exp().sum(), torch.tensor(1.0))
+    p = logits.softmax(-1)[0]
+    lp = filter_logits(logits, 1.0, top_p=float(p[0]) + 1e-4)  # needs the first two tokens
+    assert torch.isfinite(lp[0, :2]).all() and torch.isinf(lp[0, 2:]).all()
+    lp = filter_logits(logits, 1.0, top_p=0.01)  # always keeps at least the top token
+    assert torch.isfinite(lp[0, 0]) and torch.isinf(lp[0, 1:]).all()
+
+
+def test_gumbel_noise_is_well_distributed():
+    keys = row_keys(0, torch.arange(64), torch.zeros(64, dtype=torch.long))
+    g = gumbel_noise(keys, 0, 2000)
+    assert abs(g.mean().item() - 0.5772) < 0.02 and abs(g.var().item() - math.pi ** 2 / 6) < 0.05
+    # sampling frequencies follow the distribution
+    probs = torch.tensor([0.5, 0.3, 0.2])
+    keys = row_keys(1, torch.arange(20000), torch.zeros(20000, dtype=torch.long))
+    picks = (probs.log()[None] + gumbel_noise(keys, 0, 3)).argmax(-1)
+    freq = torch.bincount(picks, minlength=3).float() / 20000
+    assert torch.allclose(freq, probs, atol=0.015)
+
+
+def test_bad_input(model):
+    assert generate(model, [], max_new_tokens=4) == []
+    with pytest.raises(ValueError, match="prompt 1 is empty"):
+        generate(model, [[1, 2], []], max_new_tokens=4)
+    with pytest.raises(ValueError, match="prompt 0 has 9 tokens"):
+        generate(model, [[1] * 9], max_new_tokens=4, max_len=9)
+    with pytest.raises(ValueError, match="n must be >= 1"):
+        generate(model, [[1]], n=0, max_new_tokens=4)

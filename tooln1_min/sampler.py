@@ -1,0 +1,238 @@
+"""Batched rollout sampler over the model's static KV cache.
+
+generate(model, prompts, n=5, ...) prefills each prompt once, copies its cache into its n sample rows, then decodes
+all rows together, one token per step, each row at its own position. Sampling is three small pure functions
+(filter, noise, pick) with no host synchronisation inside a step, so on CUDA the decode step can be captured as a
+CUDA graph (torch.compile mode="reduce-overhead"). Finished rows are compacted away every few steps.
+
+Randomness is counter-based: the noise for (seed, prompt index, sample index, step, token id) is a hash, not a
+draw from a stateful generator. So a row's tokens depend only on its own prompt, never on its batch-mates, the chunk
+size or the compaction schedule, and a seed reproduces a run exactly.
+"""
+import sys
+import time
+from dataclasses import dataclass, field
+
+import torch
+
+from .model import KVCache, Transformer
+
+_M32 = 0xFFFFFFFF
+
+
+@dataclass
+class Sample:
+    token_ids: list[int]                                 # the completion, including the stop token if one ended it
+    logprobs: list[float] = field(default_factory=list)  # per token, under the distribution sampled from
+    finish_reason: str = "length"                        # "stop" or "length"
+
+
+def _fmix32(x):
+    """murmur3's 32-bit finaliser on int64 tensors holding 32-bit values (a cheap, well-mixed hash)."""
+    x = x ^ (x >> 16)
+    x = (x * 0x85EBCA6B) & _M32
+    x = x ^ (x >> 13)
+    x = (x * 0xC2B2AE35) & _M32
+    return x ^ (x >> 16)
+
+
+def row_keys(seed: int, prompt_index, sample_index):
+    """One 32-bit key per row from (seed, prompt, sample): the row's private random stream."""
+    x = _fmix32((prompt_index * 0x9E3779B1 + (seed & _M32)) & _M32)
+    return _fmix32((x ^ (sample_index * 0x27D4EB2F)) & _M32)
+
+
+def gumbel_noise(keys, step, vocab: int):
+    """Gumbel(0, 1) noise (B, V) from hash(row key, step, token id); step is an int or a 0-d tensor."""
+    h = _fmix32((keys * 0x165667B1 + step) & _M32)[:, None]                     # (B, 1)
+    x = _fmix32((h ^ torch.arange(vocab, device=keys.device) * 0x9E3779B1) & _M32)  # (B, V)
+    u = ((x >> 8).float() + 0.5) * (1.0 / 2**24)                                # uniform in (0, 1)
+    return -torch.log(-torch.log(u))
+
+
+def filter_logits(logits, temperature: float, top_k: int = 0, top_p: float = 1.0, vocab_limit: int | None = None):
+    """(B, V) fp32 logits -> log-probabilities of the distribution we sample from (-inf outside the kept set)."""
+    if vocab_limit is not None and vocab_limit < logits.shape[-1]:
+        # Qwen pads its embedding past the tokenizer (151665 ids, 151936/152064 rows): never emit a padding id.
+        logits = logits.clone()
+        logits[:, vocab_limit:] = float("-inf")
+    if temperature > 0:
+        logits = logits / temperature
+    if top_k and top_k < logits.shape[-1]:
+        kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
+        probs = sorted_logits.softmax(-1)
+        drop = probs.cumsum(-1) - probs > top_p  # keep the smallest prefix whose mass reaches top_p (>= 1 token)
+        logits = logits.masked_fill(drop.scatter(-1, order, drop), float("-inf"))
+    return torch.log_softmax(logits, dim=-1)
+
+
+def pick_tokens(logprobs, keys, step, greedy: bool):
+    """Gumbel-max sampling (or argmax) -> tokens (B,) and their log-probabilities (B,)."""
+    scores = logprobs if greedy else logprobs + gumbel_noise(keys, step, logprobs.shape[-1])
+    tokens = scores.argmax(-1)
+    return tokens, logprobs.gather(-1, tokens[:, None])[:, 0]
+
+
+def _sample(logits, keys, step, temperature, top_k, top_p, vocab_limit):
+    logprobs = filter_logits(logits.float(), temperature, top_k, top_p, vocab_limit)
+    return pick_tokens(logprobs, keys, step, greedy=temperature == 0)
+
+
+def _decode_step(model, cache, tokens, pos, keys, step, temperature, top_k, top_p, vocab_limit):
+    logits = model(tokens[:, None], position_ids=pos[:, None], cache=cache)[:, 0]
+    return _sample(logits, keys, step, temperature, top_k, top_p, vocab_limit)
+
+
+class _Progress:
+    def __init__(self, enabled: bool, every_s: float = 10.0):
+        self.enabled, self.every_s, self.last = enabled, every_s, time.time()
+
+    def __call__(self, msg: str):
+        if self.enabled and time.time() - self.last >= self.every_s:
+            print(f"[sampler] {msg}", file=sys.stderr, flush=True)
+            self.last = time.time()
+
+
+@torch.no_grad()
+def generate(model: Transformer, prompts: list[list[int]], *, n: int = 1, max_new_tokens: int,
+             temperature: float = 1.0, top_p: float = 1.0, top_k: int = 0, stop_token_ids=(), seed: int | None = None,
+             vocab_limit: int | None = None, max_batch_size: int = 256, max_cache_tokens: int | None = None,
+             max_len: int | None = None, prefill_tokens: int = 16384, ignore_stop: bool = False,
+             compile: bool | None = None, sync_every: int = 8, progress: bool = False) -> list[list[Sample]]:
+    """Sample n completions for each prompt (lists of token ids, ragged). Returns [prompt][sample] -> Sample.
+
+    temperature 0 is greedy (logprobs are then the plain log-softmax). vocab_limit masks ids >= it (pass the
+    tokenizer's vocab size). max_batch_size (rows) and max_cache_tokens (rows x cache length) bound memory: more
+    prompts are processed in chunks. max_len caps prompt + completion (default: the model's
+    max_position_embeddings). compile: capture the decode step with torch.compile(mode="reduce-overhead")
+    (default: on CUDA only). ignore_stop forces max_new_tokens (benchmarks).
+    """
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    if max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+    if temperature < 0 or not 0 < top_p <= 1 or top_k < 0:
+        raise ValueError(f"bad sampling settings: temperature={temperature}, top_p={top_p}, top_k={top_k}")
+    if not prompts:
+        return []
+    max_len = max_len or model.config.max_position_embeddings
+    for i, p in enumerate(prompts):
+        if len(p) == 0:
+            raise ValueError(f"prompt {i} is empty: every prompt needs at least one token")
+        if len(p) >= max_len:
+            raise ValueError(f"prompt {i} has {len(p)} tokens, which leaves no room in a cache of max_len={max_len}")
+    seed = 0 if seed is None else seed
+    device = model.model.embed_tokens.weight.device
+    if compile is None:
+        compile = device.type == "cuda"
+    step_fn = _compiled_step() if compile else _decode_step
+
+    order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))  # similar lengths share a chunk
+    per_chunk = max(1, max_batch_size // n)
+    if max_cache_tokens:
+        longest = min(len(prompts[order[0]]) + max_new_tokens, max_len)
+        per_chunk = max(1, min(per_chunk, max_cache_tokens // (n * longest)))
+    results: list[list[Sample] | None] = [None] * len(prompts)
+    chunks = [order[i:i + per_chunk] for i in range(0, len(order), per_chunk)]
+    report = _Progress(progress)
+    for c, idx in enumerate(chunks):
+        out = _generate_chunk(model, [prompts[i] for i in idx], idx, n, max_new_tokens, temperature, top_p, top_k,
+                              set(stop_token_ids), seed, vocab_limit, max_len, prefill_tokens, ignore_stop, step_fn,
+                              sync_every, device, lambda m: report(f"chunk {c + 1}/{len(chunks)}: {m}"))
+        for i, samples in zip(idx, out):
+            results[i] = samples
+    return results
+
+
+def _prefill(model, cache, prompts, rows, prefill_tokens, device):
+    """Right-padded batched prefill into cache rows `rows`; returns the last prompt position's logits (P, V)."""
+    last = []
+    start = 0
+    while start < len(prompts):
+        width = len(prompts[start])  # prompts arrive longest first, so the first row sets the padded width
+        count = max(1, prefill_tokens // width)
+        batch = prompts[start:start + count]
+        ids = torch.zeros(len(batch), width, dtype=torch.long)
+        for i, p in enumerate(batch):
+            ids[i, :len(p)] = torch.tensor(p)
+        lens = torch.tensor([len(p) for p in batch], device=device)
+        logits = model(ids.to(device), cache=cache, cache_rows=rows[start:start + count], logits_at=lens - 1)
+        last.append(logits[:, 0].float())
+        start += count
+    return torch.cat(last)
+
+
+def _generate_chunk(model, prompts, prompt_ids, n, max_new, temperature, top_p, top_k, stops, seed, vocab_limit,
+                    max_len, prefill_tokens, ignore_stop, step_fn, sync_every, device, report):
+    P, B = len(prompts), len(prompts) * n
+    L = min(max(len(p) for p in prompts) + max_new, max_len)
+    dtype = model.model.embed_tokens.weight.dtype
+    cache = KVCache(model.config, B, L, dtype=dtype, device=device)
+    first_rows = torch.arange(P, device=device) * n
+    logits = _prefill(model, cache, prompts, first_rows, prefill_tokens, device)  # (P, V)
+    for j in range(1, n):  # the n samples of a prompt share its prefilled prefix
+        cache.copy_rows(first_rows, first_rows + j)
+
+    row = torch.arange(B, device=device)         # original row of each live slot (changes on compaction)
+    keys = row_keys(seed, torch.tensor(prompt_ids, device=device).repeat_interleave(n), row % n)
+    prompt_len = torch.tensor([len(p) for p in prompts], device=device).repeat_interleave(n)
+    room = (L - prompt_len).clamp(max=max_new)   # tokens each row may still produce
+    out_tokens = torch.zeros(B, max_new, dtype=torch.long, device=device)
+    out_logprobs = torch.zeros(B, max_new, dtype=torch.float, device=device)
+    n_out = torch.zeros(B, dtype=torch.long, device=device)
+    stopped = torch.zeros(B, dtype=torch.bool, device=device)
+    stop_ids = torch.tensor(sorted(stops) if stops and not ignore_stop else [-1], device=device)
+
+    tokens, lps = _sample(logits.repeat_interleave(n, 0), keys, 0, temperature, top_k, top_p, vocab_limit)
+    pos = prompt_len.clone()
+    live = torch.ones(B, dtype=torch.bool, device=device)
+    for step in range(max_new):
+        # Record this step's token for live rows; a row ends on a stop id or when it runs out of room.
+        out_tokens[row, step] = tokens
+        out_logprobs[row, step] = lps
+        n_out[row] += live.long()
+        hit = live & torch.isin(tokens, stop_ids)
+        stopped[row] |= hit
+        live = live & ~hit & (step + 1 < room[row])
+        if step + 1 == max_new:
+            break
+        if (step + 1) % sync_every == 0:  # the only host syncs: end early, compact finished rows away
+            alive = int(live.sum())
+            report(f"step {step + 1}/{max_new}, {alive}/{B} rows live")
+            if alive == 0:
+                break
+            if alive <= live.numel() // 2:
+                keep = _bucket(live, alive)
+                for i in range(len(cache.k)):
+                    cache.k[i], cache.v[i] = cache.k[i][keep], cache.v[i][keep]
+                cache.batch_size = len(keep)
+                row, keys, tokens, pos, live = row[keep], keys[keep], tokens[keep], pos[keep], live[keep]
+        tokens, lps = step_fn(model, cache, tokens, pos, keys, torch.tensor(step + 1, device=device),
+                              temperature, top_k, top_p, vocab_limit)
+        pos = (pos + 1).clamp(max=L - 1)  # rows out of room are dead; keep their writes in bounds
+
+    n_out, stopped = n_out.tolist(), stopped.tolist()
+    out_tokens, out_logprobs = out_tokens.tolist(), out_logprobs.tolist()
+    return [[Sample(out_tokens[r][:n_out[r]], out_logprobs[r][:n_out[r]], "stop" if stopped[r] else "length")
+             for r in range(p * n, (p + 1) * n)] for p in range(P)]
+
+
+def _bucket(live, alive: int):
+    """Slots to keep after compaction: every live slot, padded with dead ones up to a power of two, so a
+    compiled/captured decode step sees few distinct batch sizes."""
+    size = min(live.numel(), 1 << (alive - 1).bit_length())
+    order = torch.argsort((~live).to(torch.int8), stable=True)  # live slots first, original order kept
+    return order[:size].sort().values
+
+
+_COMPILED = None
+
+
+def _compiled_step():
+    global _COMPILED
+    if _COMPILED is None:
+        _COMPILED = torch.compile(_decode_step, mode="reduce-overhead", fullgraph=False, dynamic=False)
+    return _COMPILED
