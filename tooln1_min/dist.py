@@ -1,0 +1,160 @@
+"""Distribution, applied from the outside: process group, FSDP2 sharding, full-weight gathers, checkpoints, resume.
+
+Everything here is PyTorch's own machinery (fully_shard, torch.distributed.checkpoint); the model file knows
+nothing about it. One process without torchrun is a world of size 1 and runs the very same code.
+"""
+import json
+import os
+import shutil
+import socket
+
+import torch
+import torch.distributed as dist
+import torch.distributed.checkpoint as dcp
+from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict, get_state_dict,
+                                                     set_model_state_dict, set_state_dict)
+from torch.distributed.fsdp import CPUOffloadPolicy, MixedPrecisionPolicy, fully_shard
+from torch.utils.checkpoint import checkpoint
+
+from .model import ModelConfig, Transformer
+
+
+def init_distributed(device: str | None = None):
+    """Start the process group (NCCL on GPUs, gloo on CPU). Returns (rank, world_size, device)."""
+    if "RANK" not in os.environ:  # plain `python train.py`: a world of one
+        os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1")
+        if "MASTER_PORT" not in os.environ:
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                os.environ["MASTER_PORT"] = str(s.getsockname()[1])
+    local_rank = int(os.environ.get("LOCAL_RANK", 0))
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda"):
+        torch.cuda.set_device(local_rank)
+        dev = torch.device("cuda", local_rank)
+    else:
+        dev = torch.device("cpu")
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo", device_id=dev if dev.type == "cuda" else None)
+    return dist.get_rank(), dist.get_world_size(), dev
+
+
+def is_main() -> bool:
+    return not dist.is_initialized() or dist.get_rank() == 0
+
+
+def all_reduce(values, op=dist.ReduceOp.SUM, device="cpu"):
+    """All-reduce a list of floats (one collective) and return the reduced floats."""
+    t = torch.tensor(values, dtype=torch.float64, device=device)
+    if dist.is_initialized() and dist.get_world_size() > 1:
+        dist.all_reduce(t, op=op)
+    return t.tolist()
+
+
+def build_sharded(config: ModelConfig, device, param_dtype=None, checkpointing=False, cpu_offload=False):
+    """A Transformer with every block, then the root, fully_shard-ed (FSDP2). Weights are uninitialised:
+    load them with load_full_state. Tied embedding/lm_head is one parameter, so it stays in the root unit."""
+    with torch.device("meta"):
+        model = Transformer(config)
+    if checkpointing:  # recompute each block in backward; wrapping forward keeps HF parameter names intact
+        for block in model.model.layers:
+            block.forward = _checkpointed(block.forward)
+    mp = MixedPrecisionPolicy(param_dtype=param_dtype, reduce_dtype=torch.float32) if param_dtype else None
+    kw = dict(mp_policy=mp or MixedPrecisionPolicy())
+    if cpu_offload:
+        kw["offload_policy"] = CPUOffloadPolicy()
+    for block in model.model.layers:
+        fully_shard(block, **kw)
+    fully_shard(model, **kw)
+    # to_empty, never leave meta parameters: loading into meta tensors would not allocate the shards.
+    model.to_empty(device="cpu" if cpu_offload else device)
+    return model
+
+
+def _checkpointed(fn):
+    def wrapped(*args, **kwargs):
+        return checkpoint(fn, *args, use_reentrant=False, **kwargs)
+    return wrapped
+
+
+def load_full_state(model, full_state: dict | None):
+    """Rank 0 holds the full state dict (others pass None); it is broadcast into every rank's shards."""
+    # A shallow copy: set_model_state_dict replaces the dict's values with DTensors in place.
+    set_model_state_dict(model, dict(full_state or {}),
+                         options=StateDictOptions(full_state_dict=True, broadcast_from_rank0=True))
+
+
+def gather_full_state(model, to_cpu: bool = False) -> dict:
+    """Full (unsharded) weights: on every rank (to_cpu=False) or on rank 0 only, in CPU memory (to_cpu=True)."""
+    return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=to_cpu))
+
+
+def reshard(model):
+    """FSDP2 leaves the root's parameters unsharded after a no-grad forward; free them explicitly."""
+    if hasattr(model, "reshard"):
+        model.reshard()
+
+
+# ---- checkpoints: an HF folder for users, a sharded resume state for us ----
+
+def save_checkpoint(run_dir: str, name: str, model, optimizer, trainer_state: dict, tokenizer_dir: str | None,
+                    config: ModelConfig):
+    """Write run_dir/name atomically: hf/ (config + safetensors + tokenizer files), resume/ (DCP sharded model +
+    optimizer), trainer_state.json. Written to a temp dir and renamed, so a crash never corrupts the last one."""
+    final, tmp = os.path.join(run_dir, name), os.path.join(run_dir, f".{name}.tmp")
+    if is_main():
+        shutil.rmtree(tmp, ignore_errors=True)
+        os.makedirs(tmp)
+    dist.barrier()
+    full = gather_full_state(model, to_cpu=True)  # collective: every rank takes part
+    if is_main():
+        hf = os.path.join(tmp, "hf")
+        holder = Transformer.__new__(Transformer)  # save_pretrained needs only the config and a state dict
+        holder.config = config
+        Transformer.save_pretrained(holder, hf, state_dict=full)
+        if tokenizer_dir:
+            for f in ("tokenizer.json", "tokenizer_config.json", "generation_config.json", "vocab.json",
+                      "merges.txt", "chat_template.jinja", "special_tokens_map.json"):
+                if os.path.isfile(os.path.join(tokenizer_dir, f)):
+                    shutil.copy(os.path.join(tokenizer_dir, f), hf)
+    del full
+    msd, osd = get_state_dict(model, optimizer)
+    dcp.save({"model": msd, "optim": osd}, checkpoint_id=os.path.join(tmp, "resume"))
+    if is_main():
+        state = dict(trainer_state, rng=_rng_state())
+        with open(os.path.join(tmp, "trainer_state.json"), "w") as f:
+            json.dump(state, f, indent=1)
+        old = final + ".old"
+        shutil.rmtree(old, ignore_errors=True)
+        if os.path.exists(final):
+            os.rename(final, old)
+        os.rename(tmp, final)
+        shutil.rmtree(old, ignore_errors=True)
+    dist.barrier()
+    return final
+
+
+def load_resume(ckpt_dir: str, model, optimizer) -> dict:
+    """Restore sharded model + optimizer from ckpt_dir/resume; returns trainer_state (RNG restored)."""
+    path = os.path.join(ckpt_dir, "trainer_state.json")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"cannot resume: {path} not found (was the checkpoint written completely?)")
+    msd, osd = get_state_dict(model, optimizer)
+    state = {"model": msd, "optim": osd}
+    dcp.load(state, checkpoint_id=os.path.join(ckpt_dir, "resume"))
+    set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"])
+    with open(path) as f:
+        trainer_state = json.load(f)
+    _set_rng_state(trainer_state.pop("rng"))
+    return trainer_state
+
+
+def _rng_state():
+    # The loop itself is deterministic by construction (seeded shuffles, counter-based sampling noise); the
+    # torch generator is saved anyway for user code (dropout, a custom loss) that draws from it.
+    return {"torch": torch.get_rng_state().tolist()}
+
+
+def _set_rng_state(state):
+    torch.set_rng_state(torch.tensor(state["torch"], dtype=torch.uint8))

@@ -1,0 +1,77 @@
+"""From records to scored completions: tokenize prompts, sample with the sampler, decode, reward.
+
+Shared by train.py (GRPO rollouts, held-out evaluation) and eval.py (`--data`). Every rank handles its own slice
+of records; `heldout_eval` sums the counts over ranks.
+"""
+from dataclasses import dataclass
+
+from . import dist as tdist
+from .data import render_prompt
+from .reward import assistant_part, has_think, parse_tool_calls, tool_call_reward
+from .sampler import generate
+
+
+@dataclass
+class Episode:
+    """One sampled completion of one prompt (GRPO's unit of data)."""
+    prompt_index: int          # index into the step's prompt list
+    prompt_ids: list[int]
+    completion_ids: list[int]
+    sampler_logprobs: list[float]
+    text: str                  # decoded completion (special tokens dropped, <tool_call> kept)
+    reward: float
+    format_ok: bool
+    finish_reason: str
+
+
+def format_ok(text: str) -> bool:
+    """Think tags present and a parseable tool_call block: the format half of Tool-N1's reward."""
+    text = assistant_part(text)
+    return has_think(text) and parse_tool_calls(text) is not None
+
+
+def encode_prompts(tokenizer, records, max_prompt_len: int):
+    """Token ids of each record's Tool-N1 prompt; records over max_prompt_len are reported, not silently cut."""
+    ids, kept, too_long = [], [], 0
+    for r in records:
+        p = tokenizer.encode(render_prompt(tokenizer, r))
+        if len(p) > max_prompt_len:
+            too_long += 1
+            continue
+        ids.append(p)
+        kept.append(r)
+    return ids, kept, too_long
+
+
+def rollout(model, tokenizer, records, prompt_ids, *, n, max_new_tokens, temperature, reward_fn=tool_call_reward,
+            seed=0, top_p=1.0, top_k=0, max_batch_size=256, progress=False):
+    """Sample n completions per prompt and reward them. Returns (episodes, reward_errors)."""
+    samples = generate(model, prompt_ids, n=n, max_new_tokens=max_new_tokens, temperature=temperature,
+                       top_p=top_p, top_k=top_k, stop_token_ids=tokenizer.stop_token_ids, seed=seed,
+                       vocab_limit=tokenizer.vocab_size, max_batch_size=max_batch_size, progress=progress)
+    episodes, errors = [], 0
+    for i, (record, p, group) in enumerate(zip(records, prompt_ids, samples)):
+        for s in group:
+            text = tokenizer.decode(s.token_ids, skip_special_tokens=True)  # as verl decodes for its scorer
+            try:
+                reward = float(reward_fn(text, record["answer"]))
+            except Exception:  # a reward that raises is counted and logged, never a crash mid-run
+                reward, errors = 0.0, errors + 1
+            episodes.append(Episode(i, p, s.token_ids, s.logprobs, text, reward, format_ok(text), s.finish_reason))
+    return episodes, errors
+
+
+def heldout_eval(model, tokenizer, records, *, max_new_tokens=256, max_prompt_len=4096, temperature=0.0,
+                 rank=0, world_size=1, device="cpu", max_batch_size=256):
+    """Exact-match accuracy (the training reward), format rate and mean response length on `records`,
+    greedy by default; each rank takes every world_size-th record and the counts are summed."""
+    mine = records[rank::world_size]
+    ids, kept, too_long = encode_prompts(tokenizer, mine, max_prompt_len)
+    eps, _ = rollout(model, tokenizer, kept, ids, n=1, max_new_tokens=max_new_tokens, temperature=temperature,
+                     max_batch_size=max_batch_size) if kept else ([], 0)
+    correct, fmt, length, count, skipped = tdist.all_reduce(
+        [sum(e.reward == 1.0 for e in eps), sum(e.format_ok for e in eps), sum(len(e.completion_ids) for e in eps),
+         len(eps), too_long], device=device)
+    count = max(count, 1)
+    return {"accuracy": correct / count, "format_rate": fmt / count, "mean_response_len": length / count,
+            "count": int(count), "skipped_too_long": int(skipped)}, eps
