@@ -410,7 +410,11 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     if not any(a.startswith("--model") for a in argv):
         from tooln1_min.demo import run_demo  # no model given: the self-contained CPU demo
-        return run_demo(argv)
+        try:
+            return run_demo(argv, sys.modules[__name__])
+        finally:
+            if torch.distributed.is_initialized():
+                torch.distributed.destroy_process_group()
     cfg = parse_args(argv)
     try:
         train(cfg)

@@ -159,16 +159,27 @@ class Tokenizer:
                 json.dump(self.generation_config, f, indent=2)
 
 
-def train_tokenizer(texts, vocab_size: int = 2000, chat_template: str = CHATML_TEMPLATE) -> Tokenizer:
-    """Train a small byte-level BPE with Qwen2's pre-tokenizer and Qwen2.5's added tokens and special flags.
+# For the CPU demo: pieces may span words (only newlines, single digits and short quoted JSON strings are cut out),
+# so BPE learns the fixed Tool-N1 instructions as a handful of tokens and a tiny model sees ~190-token prompts
+# instead of ~520. Digits stay single and quoted values stay whole so the model can copy them.
+CHUNK_SPLIT_REGEX = r'\n|\d|"[^"\n]{0,40}"'
 
+
+def train_tokenizer(texts, vocab_size: int = 2000, chat_template: str = CHATML_TEMPLATE,
+                    split: str = "qwen") -> Tokenizer:
+    """Train a small byte-level BPE with Qwen2.5's added tokens and special flags.
+
+    split="qwen" uses Qwen2's pre-tokenizer regex; split="chunks" the demo's cross-word pieces (above).
     The added tokens come right after the learned vocabulary (so ids are small, unlike Qwen's 151643+).
     Used by the tests and by the CPU demo; a real run loads the checkpoint's own tokenizer.json.
     """
+    if split not in ("qwen", "chunks"):
+        raise ValueError(f"split must be 'qwen' or 'chunks', got {split!r}")
     tok = _HFTokenizer(models.BPE())
     tok.normalizer = normalizers.NFC()
     tok.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(QWEN_SPLIT_REGEX), behavior="isolated"),
+        pre_tokenizers.Split(Regex(QWEN_SPLIT_REGEX if split == "qwen" else CHUNK_SPLIT_REGEX),
+                             behavior="isolated"),
         pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
     tok.decoder = decoders.ByteLevel()
     n_added = len(QWEN_ADDED_TOKENS)
@@ -180,7 +191,9 @@ def train_tokenizer(texts, vocab_size: int = 2000, chat_template: str = CHATML_T
     im_end, eot = tok.token_to_id("<|im_end|>"), tok.token_to_id("<|endoftext|>")
     config = {"add_bos_token": False, "bos_token": None, "eos_token": "<|im_end|>", "pad_token": "<|endoftext|>",
               "unk_token": None, "chat_template": chat_template, "model_max_length": 131072,
-              "tokenizer_class": "Qwen2Tokenizer", "clean_up_tokenization_spaces": False, "errors": "replace",
+              # Qwen2Tokenizer would rebuild Qwen's own pre-tokenizer in some transformers versions; the generic
+              # fast class loads tokenizer.json exactly as written.
+              "tokenizer_class": "Qwen2Tokenizer" if split == "qwen" else "PreTrainedTokenizerFast", "clean_up_tokenization_spaces": False, "errors": "replace",
               "split_special_tokens": False}
     gen = {"bos_token_id": eot, "pad_token_id": eot, "eos_token_id": [im_end, eot]}
     return Tokenizer(tok, config, gen)

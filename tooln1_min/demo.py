@@ -1,0 +1,226 @@
+"""The CPU demo behind a bare `python train.py` / `torchrun --nproc_per_node=2 train.py`.
+
+The whole Tool-N1 pipeline, small enough for a laptop, on the same code paths as a real run:
+  1. data   synthetic tool-calling records (single, multiple-candidate, parallel, no-call), train / held-out split
+  2. base   a byte-level BPE tokenizer trained on that corpus (Qwen2.5's added tokens and flags) and a tiny
+            randomly initialised Qwen2 model, saved as an ordinary HF checkpoint folder
+  3. sft    the paper's "no-reason SFT" warm start (answers as <think></think><tool_call>[...]</tool_call>),
+            because a random model never earns a binary reward
+  4. grpo   GRPO with the binary reward, FSDP across the torchrun ranks
+  5. eval   held-out format rate / exact-match accuracy / response length, after SFT vs after GRPO
+Each stage is cached in the run folder under a hash of its settings; `--stage` runs one alone.
+"""
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass
+
+import torch
+
+from . import dist as tdist
+from .data import render_prompt, render_target, save_records, split_records, synthetic_records
+from .model import ModelConfig, Transformer
+from .tokenizer import CHATML_TEMPLATE, train_tokenizer
+
+
+@dataclass
+class DemoConfig:
+    out: str = "runs/demo"
+    seed: int = 0
+    n_records: int = 2400
+    test_frac: float = 0.1
+    vocab: int = 3000
+    hidden: int = 96
+    layers: int = 4
+    heads: int = 4
+    kv_heads: int = 2
+    sft_steps: int = 60
+    sft_batch: int = 32
+    sft_lr: float = 2e-3
+    grpo_steps: int = 30
+    grpo_batch: int = 16
+    grpo_n: int = 8
+    grpo_lr: float = 3e-5
+    grpo_kl: float = 1e-3
+    max_new_tokens: int = 64
+    eval_records: int = 200
+
+
+QUICK = dict(n_records=240, vocab=800, hidden=32, layers=1, heads=2, kv_heads=1, sft_steps=3, sft_batch=8,
+             grpo_steps=2, grpo_batch=4, grpo_n=2, max_new_tokens=16, eval_records=8)
+
+
+def _stage_key(name, settings: dict, deps=()) -> str:
+    blob = json.dumps({"stage": name, "settings": settings, "deps": list(deps)}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _cached(path, key) -> bool:
+    stamp = os.path.join(path, "stage.json")
+    return os.path.isfile(stamp) and json.load(open(stamp)).get("key") == key
+
+
+def _stamp(path, key):
+    with open(os.path.join(path, "stage.json"), "w") as f:
+        json.dump({"key": key, "time": time.strftime("%Y-%m-%d %H:%M:%S")}, f)
+
+
+def make_data(cfg: DemoConfig, key: str):
+    path = os.path.join(cfg.out, "data")
+    if _cached(path, key):
+        return path
+    os.makedirs(path, exist_ok=True)
+    records = synthetic_records(cfg.n_records, seed=cfg.seed)
+    train, test = split_records(records, test_frac=cfg.test_frac, seed=cfg.seed)
+    save_records(train, os.path.join(path, "train.jsonl"))
+    save_records(test[:cfg.eval_records], os.path.join(path, "test.jsonl"))
+    print(f"[demo] data: {len(train)} train / {min(len(test), cfg.eval_records)} held-out records -> {path}")
+    _stamp(path, key)
+    return path
+
+
+def make_base(cfg: DemoConfig, data_dir: str, key: str):
+    """Tokenizer trained on the corpus + a tiny random Qwen2, as an HF checkpoint folder."""
+    path = os.path.join(cfg.out, "base")
+    if _cached(path, key):
+        return path
+    shutil.rmtree(path, ignore_errors=True)
+    from .data import load_records
+    records = load_records(os.path.join(data_dir, "train.jsonl"))
+    bootstrap = train_tokenizer(["x"], 300, split="chunks")  # only to render the chat template for the corpus
+    corpus = [render_prompt(bootstrap, r) + render_target(r) + "<|im_end|>" for r in records]
+    tok = train_tokenizer(corpus, cfg.vocab, chat_template=CHATML_TEMPLATE, split="chunks")
+    vocab = (tok.vocab_size + 63) // 64 * 64  # padded past the tokenizer, as Qwen's embedding is
+    config = ModelConfig.from_dict(dict(
+        architectures=["Qwen2ForCausalLM"], model_type="qwen2", vocab_size=vocab, hidden_size=cfg.hidden,
+        intermediate_size=cfg.hidden * 8 // 3 // 8 * 8, num_hidden_layers=cfg.layers,
+        num_attention_heads=cfg.heads, num_key_value_heads=cfg.kv_heads, rms_norm_eps=1e-6, rope_theta=1e6,
+        tie_word_embeddings=True, max_position_embeddings=2048, hidden_act="silu",
+        bos_token_id=tok.pad_token_id, eos_token_id=tok.stop_token_ids[0]))
+    model = Transformer(config).init_weights(std=0.02, seed=cfg.seed)
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    print(f"[demo] base: tokenizer {tok.vocab_size} ids, model {model.num_params() / 1e6:.2f}M params -> {path}")
+    _stamp(path, key)
+    return path
+
+
+def run_stage(cfg: DemoConfig, name: str, key: str, train_cfg, train_script):
+    """SFT or GRPO through train.py's own loop; returns the stage's HF checkpoint folder and its evals."""
+    path = os.path.join(cfg.out, name)
+    hf = os.path.join(path, "checkpoint", "hf")
+    if _cached(path, key):
+        return hf, json.load(open(os.path.join(path, "evals.json")))
+    if tdist.is_main():
+        shutil.rmtree(path, ignore_errors=True)
+    torch.distributed.barrier()
+    evals = train_script.train(train_cfg)
+    if tdist.is_main():
+        with open(os.path.join(path, "evals.json"), "w") as f:
+            json.dump(evals, f, indent=1)
+        _stamp(path, key)
+    torch.distributed.barrier()
+    return hf, evals
+
+
+def run_demo(argv, train_script):
+    """train_script: the train.py module (its TrainConfig and train()), passed in by train.py itself."""
+    p = argparse.ArgumentParser(description="tooln1-min CPU demo (a bare `python train.py`)")
+    p.add_argument("--out", default=DemoConfig.out)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quick", action="store_true", help="a tiny, seconds-long variant (CI)")
+    p.add_argument("--stage", choices=["data", "base", "sft", "grpo", "all"], default="all",
+                   help="run up to this stage (earlier stages come from the cache or are rebuilt)")
+    for k, v in asdict(DemoConfig()).items():
+        if k not in ("out", "seed"):
+            p.add_argument(f"--{k.replace('_', '-')}", type=type(v), default=None)
+    args = vars(p.parse_args(argv))
+    over = {k: v for k, v in args.items() if k in DemoConfig.__dataclass_fields__ and v is not None}
+    cfg = DemoConfig(**{**(QUICK if args["quick"] else {}), **over})
+    rank, world, device = tdist.init_distributed()
+    t0 = time.time()
+    settings = asdict(cfg)
+    k_data = _stage_key("data", {k: settings[k] for k in ("seed", "n_records", "test_frac", "eval_records")})
+    k_base = _stage_key("base", {k: settings[k] for k in ("seed", "vocab", "hidden", "layers", "heads", "kv_heads")},
+                        [k_data])
+    if tdist.is_main():
+        os.makedirs(cfg.out, exist_ok=True)
+        data_dir = make_data(cfg, k_data)
+        if args["stage"] != "data":
+            make_base(cfg, data_dir, k_base)
+    torch.distributed.barrier()
+    data_dir, base = os.path.join(cfg.out, "data"), os.path.join(cfg.out, "base")
+    if args["stage"] in ("data", "base"):
+        return
+    common = dict(data=os.path.join(data_dir, "train.jsonl"), eval_data=os.path.join(data_dir, "test.jsonl"),
+                  seed=cfg.seed, max_new_tokens=cfg.max_new_tokens, eval_max_new_tokens=cfg.max_new_tokens,
+                  max_prompt_len=1024, micro_batch_tokens=8192, save_every=10**9, weight_decay=0.0)
+    k_sft = _stage_key("sft", {k: settings[k] for k in ("sft_steps", "sft_batch", "sft_lr")}, [k_base])
+    sft_cfg = train_script.TrainConfig(model=base, out=os.path.join(cfg.out, "sft"), algo="sft",
+                                       batch_size=cfg.sft_batch, mini_batch_size=cfg.sft_batch,
+                                       lr=cfg.sft_lr, warmup_steps=5, max_steps=cfg.sft_steps, log_every=5,
+                                       **{**common, "eval_data": ""})
+    log(f"[demo] SFT warm start: {cfg.sft_steps} steps of {cfg.sft_batch} records")
+    sft_hf, _ = run_stage(cfg, "sft", k_sft, sft_cfg, train_script)
+    if args["stage"] == "sft":
+        return
+    k_grpo = _stage_key("grpo", {k: settings[k] for k in ("grpo_steps", "grpo_batch", "grpo_n", "grpo_lr",
+                                                          "grpo_kl", "max_new_tokens")}, [k_sft])
+    grpo_cfg = train_script.TrainConfig(model=sft_hf, out=os.path.join(cfg.out, "grpo"), algo="grpo",
+                                        batch_size=cfg.grpo_batch, mini_batch_size=cfg.grpo_batch // 2,
+                                        n=cfg.grpo_n, temperature=1.0, lr=cfg.grpo_lr, kl_coef=cfg.grpo_kl,
+                                        max_steps=cfg.grpo_steps, rollout_batch_size=512, **common)
+    log(f"[demo] GRPO: {cfg.grpo_steps} steps of {cfg.grpo_batch} prompts x {cfg.grpo_n} samples")
+    grpo_hf, evals = run_stage(cfg, "grpo", k_grpo, grpo_cfg, train_script)
+    if tdist.is_main():
+        report(cfg, evals, grpo_hf, time.time() - t0)
+    torch.distributed.barrier()
+
+
+def log(msg):
+    if tdist.is_main():
+        print(msg, flush=True)
+
+
+def report(cfg, evals, grpo_hf, seconds):
+    before, after = evals.get("before", {}), evals.get("after", {})
+    rows = [("format rate", "format_rate", "{:.1%}"), ("exact-match accuracy", "accuracy", "{:.1%}"),
+            ("mean response length", "mean_response_len", "{:.1f}")]
+    lines = [f"held-out ({after.get('count', 0)} records, greedy)  after SFT   after GRPO"]
+    for label, k, fmt in rows:
+        lines.append(f"  {label:<32}{fmt.format(before.get(k, 0)):>10}  {fmt.format(after.get(k, 0)):>10}")
+    table = "\n".join(lines)
+    print("\n" + table)
+    with open(os.path.join(cfg.out, "results.txt"), "w") as f:
+        f.write(table + "\n")
+    final = os.path.join(cfg.out, "final")
+    shutil.rmtree(final, ignore_errors=True)
+    shutil.copytree(grpo_hf, final)
+    shutil.copy(os.path.join(cfg.out, "grpo", "metrics.jsonl"), os.path.join(cfg.out, "metrics.jsonl"))
+    plot(cfg)
+    print(f"\n[demo] done in {seconds:.0f} s. Final policy (HF checkpoint): {final}; metrics: "
+          f"{os.path.join(cfg.out, 'metrics.jsonl')}")
+
+
+def plot(cfg):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("[demo] matplotlib not installed: skipping the reward curve (pip install matplotlib)")
+        return
+    rows = [json.loads(line) for line in open(os.path.join(cfg.out, "metrics.jsonl"))]
+    steps = [r["step"] for r in rows]
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot(steps, [r["reward"] for r in rows], label="train reward (mean)")
+    ax.plot(steps, [r["format"] for r in rows], label="train format rate")
+    ax.set_xlabel("GRPO step")
+    ax.set_ylim(0, 1)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(os.path.join(cfg.out, "reward_curve.png"), dpi=120)
+    print(f"[demo] reward curve: {os.path.join(cfg.out, 'reward_curve.png')}")
