@@ -233,7 +233,8 @@ def train(cfg: TrainConfig):
         order = shuffle_records(list(range(len(records))), cfg.seed + epoch)
         batch = order[k * cfg.batch_size:(k + 1) * cfg.batch_size][rank::world]
         if cfg.algo == "grpo":
-            metrics = grpo_step(cfg, step, [records[i] for i in batch], [prompt_ids[i] for i in batch],
+            streams = list(range(rank, cfg.batch_size, world))  # global slots: rollouts independent of world size
+            metrics = grpo_step(cfg, step, [records[i] for i in batch], [prompt_ids[i] for i in batch], streams,
                                 tok, policy, ref, sampler_model, optimizer, scheduler, device, world)
         else:
             metrics = sft_step(cfg, [records[i] for i in batch], [prompt_ids[i] for i in batch], tok, policy,
@@ -282,13 +283,15 @@ def optimizer_step(cfg, policy, optimizer, scheduler):
     return float(grad_norm)
 
 
-def grpo_step(cfg, step, records, prompt_ids, tok, policy, ref, sampler_model, optimizer, scheduler, device, world):
+def grpo_step(cfg, step, records, prompt_ids, streams, tok, policy, ref, sampler_model, optimizer, scheduler, device,
+              world):
     t0 = time.time()
-    seed = (cfg.seed * 1_000_003 + step) * 1009 + torch.distributed.get_rank()
+    seed = cfg.seed * 1_000_003 + step
     episodes, reward_errors = rollout(sampler_model, tok, records, prompt_ids, n=cfg.n,
                                       max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
                                       reward_fn=get_reward_fn(cfg.reward), seed=seed, top_p=cfg.top_p,
-                                      top_k=cfg.top_k, max_batch_size=cfg.rollout_batch_size, progress=True)
+                                      top_k=cfg.top_k, max_batch_size=cfg.rollout_batch_size, progress=True,
+                                      stream_ids=streams)
     t1 = time.time()
     rewards = torch.tensor([e.reward for e in episodes], dtype=torch.float)
     advantages = group_advantages(rewards, cfg.n, scale_std=cfg.scale_std)
@@ -395,7 +398,9 @@ def parse_args(argv=None) -> TrainConfig:
             p.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, action=argparse.BooleanOptionalAction,
                            default=None)
         else:
-            p.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=type(v), default=None)
+            # --n would be an ambiguous prefix for torchrun's own options (--nnodes, --nproc-per-node, ...)
+            flag = "--n-samples" if f.name == "n" else f"--{f.name.replace('_', '-')}"
+            p.add_argument(flag, dest=f.name, type=type(v), default=None)
     p.add_argument("--demo-steps", default=None, help=argparse.SUPPRESS)
     args = vars(p.parse_args(argv))
     args.pop("demo_steps")

@@ -44,11 +44,12 @@ def encode_prompts(tokenizer, records, max_prompt_len: int):
 
 
 def rollout(model, tokenizer, records, prompt_ids, *, n, max_new_tokens, temperature, reward_fn=tool_call_reward,
-            seed=0, top_p=1.0, top_k=0, max_batch_size=256, progress=False):
+            seed=0, top_p=1.0, top_k=0, max_batch_size=256, progress=False, stream_ids=None):
     """Sample n completions per prompt and reward them. Returns (episodes, reward_errors)."""
     samples = generate(model, prompt_ids, n=n, max_new_tokens=max_new_tokens, temperature=temperature,
                        top_p=top_p, top_k=top_k, stop_token_ids=tokenizer.stop_token_ids, seed=seed,
-                       vocab_limit=tokenizer.vocab_size, max_batch_size=max_batch_size, progress=progress)
+                       vocab_limit=tokenizer.vocab_size, max_batch_size=max_batch_size, progress=progress,
+                       stream_ids=stream_ids)
     episodes, errors = [], 0
     for i, (record, p, group) in enumerate(zip(records, prompt_ids, samples)):
         for s in group:

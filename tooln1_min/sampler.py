@@ -101,14 +101,16 @@ def generate(model: Transformer, prompts: list[list[int]], *, n: int = 1, max_ne
              temperature: float = 1.0, top_p: float = 1.0, top_k: int = 0, stop_token_ids=(), seed: int | None = None,
              vocab_limit: int | None = None, max_batch_size: int = 256, max_cache_tokens: int | None = None,
              max_len: int | None = None, prefill_tokens: int = 16384, ignore_stop: bool = False,
-             compile: bool | None = None, sync_every: int = 8, progress: bool = False) -> list[list[Sample]]:
+             compile: bool | None = None, sync_every: int = 8, progress: bool = False,
+             stream_ids: list[int] | None = None) -> list[list[Sample]]:
     """Sample n completions for each prompt (lists of token ids, ragged). Returns [prompt][sample] -> Sample.
 
     temperature 0 is greedy (logprobs are then the plain log-softmax). vocab_limit masks ids >= it (pass the
     tokenizer's vocab size). max_batch_size (rows) and max_cache_tokens (rows x cache length) bound memory: more
     prompts are processed in chunks. max_len caps prompt + completion (default: the model's
     max_position_embeddings). compile: capture the decode step with torch.compile(mode="reduce-overhead")
-    (default: on CUDA only). ignore_stop forces max_new_tokens (benchmarks).
+    (default: on CUDA only). ignore_stop forces max_new_tokens (benchmarks). stream_ids: each prompt's random
+    stream (default: its index); data-parallel callers pass global indices so results don't depend on ranks.
     """
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
@@ -125,6 +127,10 @@ def generate(model: Transformer, prompts: list[list[int]], *, n: int = 1, max_ne
         if len(p) >= max_len:
             raise ValueError(f"prompt {i} has {len(p)} tokens, which leaves no room in a cache of max_len={max_len}")
     seed = 0 if seed is None else seed
+    if stream_ids is None:
+        stream_ids = list(range(len(prompts)))
+    elif len(stream_ids) != len(prompts):
+        raise ValueError(f"stream_ids has {len(stream_ids)} entries for {len(prompts)} prompts")
     device = model.model.embed_tokens.weight.device
     if compile is None:
         compile = device.type == "cuda"
@@ -139,7 +145,7 @@ def generate(model: Transformer, prompts: list[list[int]], *, n: int = 1, max_ne
     chunks = [order[i:i + per_chunk] for i in range(0, len(order), per_chunk)]
     report = _Progress(progress)
     for c, idx in enumerate(chunks):
-        out = _generate_chunk(model, [prompts[i] for i in idx], idx, n, max_new_tokens, temperature, top_p, top_k,
+        out = _generate_chunk(model, [prompts[i] for i in idx], [stream_ids[i] for i in idx], n, max_new_tokens, temperature, top_p, top_k,
                               set(stop_token_ids), seed, vocab_limit, max_len, prefill_tokens, ignore_stop, step_fn,
                               sync_every, device, lambda m: report(f"chunk {c + 1}/{len(chunks)}: {m}"))
         for i, samples in zip(idx, out):

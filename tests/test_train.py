@@ -1,0 +1,150 @@
+"""The training loop end to end on CPU: 1 vs 2 FSDP ranks (gloo), resume, checkpoints that transformers loads,
+the demo pipeline, a GRPO toy task that must improve, and bad input."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from tooln1_min.demo import DemoConfig, QUICK, make_base, make_data
+from tooln1_min.grpo import group_advantages, grpo_loss, token_logprobs
+from tooln1_min.model import Transformer
+from tooln1_min.sampler import generate
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """A tiny HF checkpoint + synthetic data, built by the demo's own stage functions."""
+    out = tmp_path_factory.mktemp("tiny")
+    cfg = DemoConfig(**{**QUICK, "out": str(out)})
+    data = make_data(cfg, "k")
+    base = make_base(cfg, data, "k")
+    return base, os.path.join(data, "train.jsonl")
+
+
+def _run(args, nproc=1, timeout=300):
+    if nproc == 1:
+        cmd = [sys.executable, "train.py"]
+    else:
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", "train.py"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    res = subprocess.run(cmd + args, cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=env)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    return res.stdout
+
+
+def _grpo_args(base, data, out, **kw):
+    args = dict(model=base, data=data, out=str(out), batch_size=4, mini_batch_size=2, n=2, max_new_tokens=8,
+                lr=1e-3, kl_coef=1e-2, max_steps=2, temperature=1.0, micro_batch_tokens=600, save_every=100)
+    args.update(kw)
+    return [x for k, v in args.items() for x in ("--n-samples" if k == "n" else f"--{k.replace('_', '-')}", str(v))]
+
+
+def _weights(out):
+    return load_file(os.path.join(out, "checkpoint", "hf", "model.safetensors"))
+
+
+def _metrics(out):
+    return [json.loads(line) for line in open(os.path.join(out, "metrics.jsonl"))]
+
+
+def test_two_fsdp_ranks_match_one_process(tiny, tmp_path):
+    base, data = tiny
+    _run(_grpo_args(base, data, tmp_path / "one"))
+    _run(_grpo_args(base, data, tmp_path / "two"), nproc=2)
+    a, b = _weights(tmp_path / "one"), _weights(tmp_path / "two")
+    start = load_file(os.path.join(base, "model.safetensors"))
+    assert any(not torch.equal(a[k], start[k]) for k in a)  # training moved the weights
+    for k in a:
+        assert torch.allclose(a[k], b[k], atol=1e-5, rtol=1e-4), k
+    for ma, mb in zip(_metrics(tmp_path / "one"), _metrics(tmp_path / "two")):
+        for key in ("reward", "loss", "kl", "resp_len"):
+            assert ma[key] == pytest.approx(mb[key], rel=1e-4, abs=1e-6), key
+
+
+def test_resume_continues_exactly(tiny, tmp_path):
+    base, data = tiny
+    _run(_grpo_args(base, data, tmp_path / "full", max_steps=4))
+    _run(_grpo_args(base, data, tmp_path / "split", max_steps=2))
+    _run(_grpo_args(base, data, tmp_path / "split", max_steps=4) + ["--resume"])
+    a, b = _weights(tmp_path / "full"), _weights(tmp_path / "split")
+    for k in a:
+        assert torch.allclose(a[k], b[k], atol=1e-6), k
+    ma, mb = _metrics(tmp_path / "full"), _metrics(tmp_path / "split")
+    assert [m["step"] for m in mb] == [1, 2, 3, 4]
+    for x, y in zip(ma, mb):
+        assert x["reward"] == y["reward"] and x["loss"] == pytest.approx(y["loss"], abs=1e-6)
+
+
+def test_checkpoint_loads_in_transformers_with_same_logits(tiny, tmp_path):
+    transformers = pytest.importorskip("transformers")
+    base, data = tiny
+    _run(_grpo_args(base, data, tmp_path / "run", max_steps=1) + ["--algo", "sft"])
+    hf_dir = os.path.join(tmp_path, "run", "checkpoint", "hf")
+    assert os.path.isfile(os.path.join(hf_dir, "tokenizer.json"))
+    ours = Transformer.from_pretrained(hf_dir)
+    theirs = transformers.AutoModelForCausalLM.from_pretrained(hf_dir, dtype=torch.float32).eval()
+    ids = torch.randint(0, 200, (2, 12))
+    with torch.no_grad():
+        assert (ours(ids) - theirs(input_ids=ids).logits).abs().max().item() <= 1e-4
+    tok = transformers.AutoTokenizer.from_pretrained(hf_dir)
+    from tooln1_min.tokenizer import Tokenizer
+    text = 'Weather in "Paris" on 2025-04-17? <tool_call>[]</tool_call>'
+    assert tok.encode(text, add_special_tokens=False) == Tokenizer.from_pretrained(hf_dir).encode(text)
+
+
+def test_demo_quick_end_to_end(tmp_path):
+    out = _run(["--quick", "--out", str(tmp_path / "demo")])
+    assert "after SFT" in out and "after GRPO" in out
+    demo = tmp_path / "demo"
+    rows = [json.loads(line) for line in open(demo / "metrics.jsonl")]
+    assert rows and all(0.0 <= r["reward"] <= 1.0 for r in rows)
+    assert Transformer.from_pretrained(str(demo / "final")).config.model_type == "qwen2"
+    assert (demo / "results.txt").is_file()
+    again = _run(["--quick", "--out", str(tmp_path / "demo")])  # cached stages are reused, not redone
+    assert "[demo] data:" not in again and "SFT warm start" in again and "sft:" not in again
+
+
+@pytest.mark.parametrize("bad, message", [
+    (dict(model="/nonexistent"), "not a Hugging Face checkpoint"),
+    (dict(batch_size=4, mini_batch_size=3), "not a multiple of mini_batch_size"),
+    (dict(algo="ppo"), "--algo must be"),
+    (dict(reward="nope"), "nope"),
+])
+def test_bad_input_fails_early(tiny, tmp_path, bad, message):
+    base, data = tiny
+    args = _grpo_args(base, data, tmp_path / "bad", **bad)
+    res = subprocess.run([sys.executable, "train.py"] + args, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert res.returncode != 0 and message in res.stdout + res.stderr
+
+
+def test_grpo_toy_task_reward_goes_up():
+    """Reward 1 when the first sampled token is even: a few GRPO updates must raise the mean reward."""
+    from helpers import make_model
+    torch.manual_seed(0)
+    model = make_model(dict(model_type="qwen2", vocab_size=16, hidden_size=32, intermediate_size=64,
+                            num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
+                            tie_word_embeddings=False), seed=0, std=0.05)
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-2)
+    prompts, n, history = [[1, 2, 3], [4, 5], [6]], 8, []
+    for step in range(12):
+        samples = generate(model, prompts, n=n, max_new_tokens=2, temperature=1.0, seed=step)
+        seqs = [(p, s) for p, group in zip(prompts, samples) for s in group]
+        rewards = torch.tensor([float(s.token_ids[0] % 2 == 0) for _, s in seqs])
+        history.append(rewards.mean().item())
+        adv = group_advantages(rewards, n)
+        ids = torch.tensor([p + s.token_ids + [0] * (3 - len(p)) for p, s in seqs])
+        mask = torch.zeros(len(seqs), ids.shape[1] - 1)
+        for r, (p, s) in enumerate(seqs):
+            mask[r, len(p) - 1:len(p) - 1 + len(s.token_ids)] = 1
+        lp = token_logprobs(model(ids)[:, :-1], ids[:, 1:])
+        loss, _ = grpo_loss(lp, lp.detach(), None, adv, mask, kl_coef=0.0)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert sum(history[-3:]) / 3 > sum(history[:3]) / 3 + 0.25, history
