@@ -92,7 +92,9 @@ def test_checkpoint_loads_in_transformers_with_same_logits(tiny, tmp_path):
     ids = torch.randint(0, 200, (2, 12))
     with torch.no_grad():
         assert (ours(ids) - theirs(input_ids=ids).logits).abs().max().item() <= 1e-4
-    tok = transformers.AutoTokenizer.from_pretrained(hf_dir)
+    # The demo tokenizer's pieces may span words; transformers 5's AutoTokenizer swaps in Qwen2's own
+    # pre-tokenizer for qwen2 folders, so the generic fast class is the faithful way to load it.
+    tok = transformers.PreTrainedTokenizerFast(tokenizer_file=os.path.join(hf_dir, "tokenizer.json"))
     from tooln1_min.tokenizer import Tokenizer
     text = 'Weather in "Paris" on 2025-04-17? <tool_call>[]</tool_call>'
     assert tok.encode(text, add_special_tokens=False) == Tokenizer.from_pretrained(hf_dir).encode(text)

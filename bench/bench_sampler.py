@@ -1,0 +1,116 @@
+"""Sampler throughput on random weights with real Qwen2.5 shapes (a benchmark that prints figures, not a test).
+
+    python bench/bench_sampler.py --size 0.5b --prompts 64 --n 5 --prompt-len 256 --new 256 [--hf]
+    python bench/bench_sampler.py --size 7b --layers 28 --prompts 64 --n 1 --prompt-len 256 --new 128 --hf
+
+Prints generated tokens/s, ms per decode step and the fraction of the HBM roofline (bytes of weights + KV read
+per step / measured device copy bandwidth). --hf runs transformers' generate on the same weights in the same run.
+Lengths are forced (stop ids ignored); prefill is included in the time, as in the peers' figures.
+"""
+import argparse
+import os
+import sys
+import time
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tooln1_min.model import ModelConfig, Transformer  # noqa: E402
+from tooln1_min.sampler import generate  # noqa: E402
+
+SHAPES = {  # Qwen2.5 config.json values
+    "0.5b": dict(hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,
+                 num_key_value_heads=2, vocab_size=151936, tie_word_embeddings=True),
+    "1.5b": dict(hidden_size=1536, intermediate_size=8960, num_hidden_layers=28, num_attention_heads=12,
+                 num_key_value_heads=2, vocab_size=151936, tie_word_embeddings=True),
+    "7b": dict(hidden_size=3584, intermediate_size=18944, num_hidden_layers=28, num_attention_heads=28,
+               num_key_value_heads=4, vocab_size=152064, tie_word_embeddings=False),
+}
+
+
+def qwen_config(size, layers=None):
+    d = dict(SHAPES[size], model_type="qwen2", rope_theta=1e6, rms_norm_eps=1e-6, max_position_embeddings=32768)
+    if layers:
+        d["num_hidden_layers"] = layers
+    return ModelConfig.from_dict(d)
+
+
+def copy_bandwidth(device):
+    x = torch.empty(2 * 2**30 // 2, dtype=torch.bfloat16, device=device)
+    y = torch.empty_like(x)
+    for _ in range(3):
+        y.copy_(x)
+    torch.cuda.synchronize()
+    t = time.perf_counter()
+    for _ in range(10):
+        y.copy_(x)
+    torch.cuda.synchronize()
+    return 2 * x.numel() * x.element_size() * 10 / (time.perf_counter() - t)  # read + write
+
+
+def timed(fn, device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    t = time.perf_counter()
+    out = fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return out, time.perf_counter() - t
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--size", choices=sorted(SHAPES), default="0.5b")
+    p.add_argument("--layers", type=int, default=None)
+    p.add_argument("--prompts", type=int, default=64)
+    p.add_argument("--n", type=int, default=5)
+    p.add_argument("--prompt-len", type=int, default=256)
+    p.add_argument("--new", type=int, default=256)
+    p.add_argument("--temperature", type=float, default=0.7)
+    p.add_argument("--no-compile", action="store_true")
+    p.add_argument("--hf", action="store_true", help="also time transformers' generate (same weights)")
+    args = p.parse_args()
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    cfg = qwen_config(args.size, args.layers)
+    with torch.device(device):
+        model = Transformer(cfg).to(dtype).eval()
+    with torch.no_grad():
+        for prm in model.parameters():
+            prm.normal_(0, 0.02)
+    g = torch.Generator().manual_seed(0)
+    prompts = [torch.randint(0, 151000, (args.prompt_len,), generator=g).tolist() for _ in range(args.prompts)]
+    rows = args.prompts * args.n
+    kw = dict(n=args.n, max_new_tokens=args.new, temperature=args.temperature, ignore_stop=True,
+              max_batch_size=rows, compile=not args.no_compile and device.type == "cuda", seed=0)
+    generate(model, prompts[:max(1, 8 // args.n)], **{**kw, "max_new_tokens": 16})  # warm-up / compile
+    generate(model, prompts, **kw)  # second warm-up at full size (graph capture for this batch size)
+    out, secs = timed(lambda: generate(model, prompts, **kw), device)
+    tokens = sum(len(s.token_ids) for g_ in out for s in g_)
+    step_ms = secs / args.new * 1e3
+    print(f"tooln1-min  {args.size} x{rows} seqs, prompt {args.prompt_len}, new {args.new}: "
+          f"{tokens / secs:,.0f} tok/s, {step_ms:.2f} ms/step (prefill included)")
+    if device.type == "cuda":
+        weights = sum(p_.numel() * p_.element_size() for p_ in model.parameters())
+        kv = 2 * cfg.num_hidden_layers * rows * cfg.num_key_value_heads * cfg.head_dim * 2 * \
+            (args.prompt_len + args.new / 2)
+        bw = copy_bandwidth(device)
+        roof_ms = (weights + kv) / bw * 1e3
+        print(f"  HBM roofline {roof_ms:.2f} ms/step (weights {weights / 1e9:.2f} GB + mean KV {kv / 1e9:.2f} GB at "
+              f"{bw / 1e12:.2f} TB/s copy bandwidth): {roof_ms / step_ms:.0%} of roofline")
+    if args.hf:
+        import transformers
+        hf_cfg = transformers.Qwen2Config(**{k: v for k, v in cfg.to_dict().items() if k != "architectures"})
+        hf = transformers.Qwen2ForCausalLM(hf_cfg).to(device=device, dtype=dtype).eval()
+        hf.load_state_dict(model.state_dict(), strict=False)
+        ids = torch.tensor(prompts, device=device).repeat_interleave(args.n, 0)
+        gen = dict(do_sample=True, temperature=args.temperature, top_p=1.0, top_k=0, max_new_tokens=args.new,
+                   min_new_tokens=args.new, attention_mask=torch.ones_like(ids))
+        hf.generate(ids[:8], **{**gen, "max_new_tokens": 8, "min_new_tokens": 8})
+        _, hs = timed(lambda: hf.generate(ids, **gen), device)
+        print(f"HF generate {args.size} x{rows}: {rows * args.new / hs:,.0f} tok/s, {hs / args.new * 1e3:.2f} ms/step"
+              f"  -> tooln1-min is {hs / secs:.1f}x faster")
+
+
+if __name__ == "__main__":
+    main()
