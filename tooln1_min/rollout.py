@@ -63,16 +63,16 @@ def rollout(model, tokenizer, records, prompt_ids, *, n, max_new_tokens, tempera
 
 
 def heldout_eval(model, tokenizer, records, *, max_new_tokens=256, max_prompt_len=4096, temperature=0.0,
-                 rank=0, world_size=1, device="cpu", max_batch_size=256):
+                 rank=0, world_size=1, device="cpu", max_batch_size=256, progress=False):
     """Exact-match accuracy (the training reward), format rate and mean response length on `records`,
     greedy by default; each rank takes every world_size-th record and the counts are summed."""
     mine = records[rank::world_size]
     ids, kept, too_long = encode_prompts(tokenizer, mine, max_prompt_len)
     eps, _ = rollout(model, tokenizer, kept, ids, n=1, max_new_tokens=max_new_tokens, temperature=temperature,
-                     max_batch_size=max_batch_size) if kept else ([], 0)
+                     max_batch_size=max_batch_size, progress=progress) if kept else ([], 0)
     correct, fmt, length, count, skipped = tdist.all_reduce(
         [sum(e.reward == 1.0 for e in eps), sum(e.format_ok for e in eps), sum(len(e.completion_ids) for e in eps),
          len(eps), too_long], device=device)
-    count = max(count, 1)
-    return {"accuracy": correct / count, "format_rate": fmt / count, "mean_response_len": length / count,
+    denom = max(count, 1)
+    return {"accuracy": correct / denom, "format_rate": fmt / denom, "mean_response_len": length / denom,
             "count": int(count), "skipped_too_long": int(skipped)}, eps

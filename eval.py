@@ -1,0 +1,318 @@
+"""Evaluate a checkpoint: BFCL single-turn with Tool-N1's prompts, or a held-out split with the training reward.
+
+    python eval.py --model ckpt --bench bfcl                               # the 13 single-turn categories
+    python eval.py --model ckpt --bench bfcl --categories simple_python,multiple --limit 50
+    python eval.py --rescore bfcl_results.json                             # re-score stored outputs, no model
+    python eval.py --model ckpt --data test.jsonl --out heldout.json       # exact match, format rate, length
+
+BFCL prompts follow Tool-N1's BFCL handler (a BFCL prompting handler for Qwen with its own _format_prompt):
+  - the system turn is replaced by the Tool-N1 thinking template (data.system_prompt, with the empty-call note).
+    The handler overwrote BFCL's system message wholesale, so a system message that ships with a question
+    (some live entries have one) is dropped, not merged.
+  - the function docs are BFCL's, names verbatim (math.hypot stays math.hypot), with the language hints that
+    BFCL's harness adds before any handler sees them (Java/JavaScript parameters become strings with their real
+    type in the description). --no-language-hints lists the raw docs instead. The checker always gets the raw docs.
+  - the question's first turn follows, rendered by the checkpoint's chat template with the generation prompt.
+Decoding is greedy; the FIRST <tool_call> block is the answer (bfcl.decode_tool_calls). A prompt that leaves no
+room to generate within the model's max_position_embeddings is skipped and counted as a failure.
+"""
+import argparse
+import copy
+import json
+import os
+import time
+
+import torch
+
+from tooln1_min import bfcl
+from tooln1_min.data import load_records, system_prompt
+from tooln1_min.model import Transformer
+from tooln1_min.rollout import encode_prompts, heldout_eval
+from tooln1_min.sampler import generate
+from tooln1_min.tokenizer import Tokenizer
+
+
+def log(msg: str):
+    print(f"[eval] {msg}", flush=True)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Model
+
+
+def pick_device(device: str | None, dtype: str | None) -> tuple[str, torch.dtype]:
+    """GPU when there is one; bf16 there (as the paper's runs), fp32 on CPU where bf16 matmuls are slow."""
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise SystemExit(f"--device {device}: CUDA is not available on this machine (use --device cpu)")
+    if dtype is None:
+        dtype = "bf16" if device.startswith("cuda") else "fp32"
+    return device, {"bf16": torch.bfloat16, "fp32": torch.float32}[dtype]
+
+
+def load_checkpoint(path: str, device: str, dtype: torch.dtype):
+    if not path:
+        raise SystemExit("--model is required: a Hugging Face checkpoint folder (config.json, safetensors, "
+                         "tokenizer.json)")
+    if not os.path.isfile(os.path.join(path, "config.json")):
+        raise SystemExit(f"--model {path!r}: not a Hugging Face checkpoint folder (no config.json)")
+    t0 = time.time()
+    model = Transformer.from_pretrained(path, dtype=dtype, device=device).eval()
+    tokenizer = Tokenizer.from_pretrained(path)
+    log(f"loaded {path} ({model.num_params():,} params, {dtype}, {device}) in {time.time() - t0:.0f} s")
+    return model, tokenizer
+
+
+# ---------------------------------------------------------------------------------------------------------
+# BFCL prompts
+
+_LANGUAGE_NAME = {"python": "Python 3", "java": "Java 8 SDK", "javascript": "JavaScript"}
+_LIST_TYPES = {"java": ("Array", "ArrayList"), "javascript": ("array",)}
+
+
+def language_hints(functions: list[dict], category: str) -> list[dict]:
+    """A copy of the docs as BFCL's harness shows them to every prompting model (bfcl-eval 2026.3.23).
+
+    Java and JavaScript arguments are checked as source text, so their parameters are declared as strings and
+    the real type moves into the description; without this a model writes 5 where the checker wants "5".
+    """
+    language = bfcl.category_language(category)
+    docs = copy.deepcopy(functions)
+    for doc in docs:
+        doc["description"] = doc.get("description", "") + \
+            f" Note that the provided function is in {_LANGUAGE_NAME[language]} syntax."
+        if language == "python":
+            continue
+        lang = "Java" if language == "java" else "JavaScript"
+        for param in doc["parameters"]["properties"].values():
+            kind = param["type"]
+            param["description"] = param.get("description", "") + (
+                f" This parameter can be of any type of {lang} object in string representation." if kind == "any"
+                else f" This is {lang} {kind} type parameter in string representation.")
+            if kind in _LIST_TYPES[language]:
+                items = param.pop("items")
+                param["description"] += f" The list elements are of type {items['type']}; they are not in " \
+                                        "string representation."
+            if language == "javascript" and kind == "dict" and "properties" in param:
+                param["description"] += " The dictionary entries have the following schema; they are not in " \
+                                        "string representation. " + json.dumps(param.pop("properties"))
+            param["type"] = "string"
+    return docs
+
+
+def bfcl_messages(entry: dict, category: str, hints: bool = True) -> list[dict]:
+    """Tool-N1's system template (with the no-call note, since BFCL has irrelevance sets) + the first turn."""
+    docs = language_hints(entry["function"], category) if hints else entry["function"]
+    turn = entry["question"][0]  # single-turn categories hold exactly one turn
+    # Tool-N1's handler replaced the system message, so a question's own system message is dropped.
+    rest = [{"role": m["role"], "content": m["content"]} for m in turn if m["role"] != "system"]
+    return [{"role": "system", "content": system_prompt(docs, allow_empty_call=True)}] + rest
+
+
+def bfcl_prompt(tokenizer, entry: dict, category: str, hints: bool = True) -> str:
+    return tokenizer.apply_chat_template(bfcl_messages(entry, category, hints), add_generation_prompt=True)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# BFCL scoring: one function for fresh runs and for --rescore, so both give the same numbers
+
+
+def score_output(entry: dict, output: dict, category: str) -> dict:
+    """Fill output's calls/ok/reason from its raw text; a skipped prompt is a failure."""
+    if output.get("skipped"):
+        return {**output, "calls": None, "ok": False, "reason": output.get("reason") or "prompt too long"}
+    calls = bfcl.decode_tool_calls(output["text"])
+    try:
+        ok, reason = bfcl.ast_check(entry["function"], calls, entry.get("ground_truth"), category)
+    except ValueError as e:  # a data/checker mismatch must not cost a finished generation run; it is recorded
+        ok, reason = False, f"checker error: {e}"
+    return {**output, "calls": calls, "ok": ok, "reason": reason}
+
+
+def generate_category(model, tokenizer, entries, category, args) -> list[dict]:
+    """Greedy outputs for one category, one dict per entry (in entry order)."""
+    max_positions = model.config.max_position_embeddings
+    outputs, prompts, todo = [], [], []
+    for entry in entries:
+        ids = tokenizer.encode(bfcl_prompt(tokenizer, entry, category, not args.no_language_hints))
+        out = {"id": entry["id"], "category": category, "prompt_tokens": len(ids)}
+        if len(ids) >= max_positions:  # the sampler needs at least one free position to generate into
+            out.update(skipped=True, text=None,
+                       reason=f"prompt too long: {len(ids)} tokens, model max_position_embeddings {max_positions}")
+        else:
+            prompts.append(ids)
+            todo.append(out)
+        outputs.append(out)
+    samples = generate(model, prompts, n=1, max_new_tokens=args.max_new_tokens, temperature=0.0,
+                       stop_token_ids=tokenizer.stop_token_ids, vocab_limit=tokenizer.vocab_size,
+                       max_batch_size=args.batch_size, progress=True) if prompts else []
+    for out, (sample,) in zip(todo, samples):
+        out.update(text=tokenizer.decode(sample.token_ids, skip_special_tokens=True),  # keeps <tool_call>
+                   completion_tokens=len(sample.token_ids), finish_reason=sample.finish_reason)
+    return outputs
+
+
+def bfcl_report(outputs: list[dict]) -> dict:
+    """Summary over scored outputs (bfcl.summarize), plus what was skipped or broke the checker, per category."""
+    passed, skipped, errors = {}, {}, {}
+    for out in outputs:
+        passed.setdefault(out["category"], []).append(out["ok"])
+        skipped[out["category"]] = skipped.get(out["category"], 0) + bool(out.get("skipped"))
+        errors[out["category"]] = errors.get(out["category"], 0) + out["reason"].startswith("checker error")
+    results = {c: passed[c] for c in bfcl.CATEGORIES if c in passed}
+    return {**bfcl.summarize(results), "skipped_too_long": skipped, "checker_errors": errors}
+
+
+def print_report(summary: dict):
+    print(bfcl.format_table(summary))
+    for key, what in (("skipped_too_long", "prompt too long (counted as failures)"),
+                      ("checker_errors", "checker errors (counted as failures)")):
+        counts = {c: n for c, n in summary[key].items() if n}
+        if counts:
+            print(f"{what}: {sum(counts.values())} ({', '.join(f'{c} {n}' for c, n in counts.items())})")
+
+
+def parse_categories(text: str | None) -> list[str]:
+    if not text:
+        return list(bfcl.CATEGORIES)
+    names = list(dict.fromkeys(c.strip() for c in text.split(",") if c.strip()))  # a repeat runs once
+    unknown = [c for c in names if c not in bfcl.CATEGORIES]
+    if unknown:
+        raise SystemExit(f"--categories: unknown BFCL categor{'y' if len(unknown) == 1 else 'ies'} {unknown}; "
+                         f"valid single-turn categories: {','.join(bfcl.CATEGORIES)}")
+    return names
+
+
+def find_data(bfcl_dir: str | None) -> str:
+    try:
+        return bfcl.find_bfcl_dir(bfcl_dir)
+    except FileNotFoundError as e:
+        raise SystemExit(str(e)) from None
+
+
+def run_bfcl(args) -> dict:
+    categories = parse_categories(args.categories)  # bad names and missing data fail before the model loads
+    data_dir = find_data(args.bfcl_dir)
+    device, dtype = pick_device(args.device, args.dtype)
+    model, tokenizer = load_checkpoint(args.model, device, dtype)
+    outputs, t_all = [], time.time()
+    for i, category in enumerate(categories):
+        entries = bfcl.load_category(data_dir, category, args.limit)
+        log(f"[{i + 1}/{len(categories)}] {category}: {len(entries)} entries, greedy, <= {args.max_new_tokens} "
+            "new tokens")
+        t0 = time.time()
+        scored = [score_output(e, o, category)
+                  for e, o in zip(entries, generate_category(model, tokenizer, entries, category, args))]
+        correct = sum(o["ok"] for o in scored)
+        log(f"[{i + 1}/{len(categories)}] {category}: {correct}/{len(scored)} correct "
+            f"({100 * correct / max(len(scored), 1):.1f}%) in {time.time() - t0:.0f} s")
+        outputs += scored
+    summary = bfcl_report(outputs)
+    print_report(summary)
+    result = {"bench": "bfcl", "model": args.model, "bfcl_dir": data_dir, "summary": summary, "outputs": outputs,
+              "settings": {"categories": categories, "limit": args.limit, "max_new_tokens": args.max_new_tokens,
+                           "batch_size": args.batch_size, "device": device, "dtype": str(dtype).split(".")[-1],
+                           "language_hints": not args.no_language_hints, "seconds": round(time.time() - t_all)}}
+    write_json(args.out or "bfcl_results.json", result)
+    return result
+
+
+def rescore(args) -> dict:
+    """Recompute decoded calls, pass/fail and the summary from a results file's raw texts; no model needed."""
+    try:
+        with open(args.rescore, encoding="utf-8") as f:
+            stored = json.load(f)
+    except (OSError, ValueError) as e:
+        raise SystemExit(f"--rescore {args.rescore!r}: cannot read it as a results JSON ({e})") from None
+    if stored.get("bench") != "bfcl" or not isinstance(stored.get("outputs"), list):
+        raise SystemExit(f"--rescore {args.rescore!r}: not a BFCL results file written by eval.py "
+                         "(expected 'bench': 'bfcl' and an 'outputs' list)")
+    recorded = stored.get("bfcl_dir")  # the run's data folder, when this machine has it too
+    data_dir = find_data(args.bfcl_dir or (recorded if recorded and os.path.isdir(recorded) else None))
+    entries = {}  # id -> entry, for the categories the file holds
+    for category in dict.fromkeys(o["category"] for o in stored["outputs"]):
+        bfcl.category_kind(category)
+        entries.update({e["id"]: e for e in bfcl.load_category(data_dir, category)})
+    outputs = []
+    for out in stored["outputs"]:
+        if out["id"] not in entries:
+            raise SystemExit(f"--rescore: entry {out['id']!r} is not in the BFCL data at {data_dir}")
+        outputs.append(score_output(entries[out["id"]], out, out["category"]))
+    summary = bfcl_report(outputs)
+    print_report(summary)
+    result = {**stored, "bfcl_dir": data_dir, "summary": summary, "outputs": outputs}
+    if args.out:
+        write_json(args.out, result)
+    return result
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Held-out split: the training reward (rollout.heldout_eval)
+
+
+def run_heldout(args) -> dict:
+    if not os.path.isfile(args.data):
+        raise SystemExit(f"--data {args.data!r}: no such file (a unified JSONL from python -m tooln1_min.data)")
+    records = load_records(args.data)[:args.limit]
+    device, dtype = pick_device(args.device, args.dtype)
+    model, tokenizer = load_checkpoint(args.model, device, dtype)
+    max_prompt_len = model.config.max_position_embeddings - 1  # leave room for at least one new token
+    log(f"{args.data}: {len(records)} records, greedy, <= {args.max_new_tokens} new tokens")
+    t0 = time.time()
+    metrics, episodes = heldout_eval(model, tokenizer, records, max_new_tokens=args.max_new_tokens,
+                                     max_prompt_len=max_prompt_len, device=device, max_batch_size=args.batch_size)
+    log(f"done in {time.time() - t0:.0f} s")
+    _, kept, _ = encode_prompts(tokenizer, records, max_prompt_len)  # the records the episodes index into
+    print(f"held-out {args.data} ({metrics['count']} records, greedy)")
+    for label, key, fmt in [("exact-match accuracy", "accuracy", "{:.1%}"), ("format rate", "format_rate", "{:.1%}"),
+                            ("mean response length", "mean_response_len", "{:.1f}"),
+                            ("skipped (prompt too long)", "skipped_too_long", "{}")]:
+        print(f"  {label:<28}{fmt.format(metrics[key]):>8}")
+    outputs = [{"id": kept[e.prompt_index]["id"], "text": e.text, "reward": e.reward, "format_ok": e.format_ok,
+                "completion_tokens": len(e.completion_ids), "finish_reason": e.finish_reason} for e in episodes]
+    result = {"bench": "heldout", "model": args.model, "data": args.data, "metrics": metrics, "outputs": outputs}
+    if args.out:
+        write_json(args.out, result)
+    return result
+
+
+def write_json(path: str, obj: dict):
+    if os.path.dirname(path):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(obj, f, indent=1, ensure_ascii=False)
+    log(f"wrote {path}")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Command line
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--model", help="Hugging Face checkpoint folder")
+    p.add_argument("--bench", choices=["bfcl"], help="benchmark to run")
+    p.add_argument("--data", help="held-out unified JSONL, scored with the training reward")
+    p.add_argument("--rescore", metavar="RESULTS_JSON", help="re-score a BFCL results file (no model)")
+    p.add_argument("--bfcl-dir", help="folder with BFCL_v4_*.json (default: the installed bfcl-eval package)")
+    p.add_argument("--categories", help=f"comma-separated subset of: {','.join(bfcl.CATEGORIES)}")
+    p.add_argument("--limit", type=int, help="first N entries per category (or N records of --data)")
+    p.add_argument("--max-new-tokens", type=int, default=1024)
+    p.add_argument("--batch-size", type=int, default=64, help="sequences decoded together")
+    p.add_argument("--no-language-hints", action="store_true", help="show BFCL's function docs unmodified")
+    p.add_argument("--out", help="results JSON (BFCL default: bfcl_results.json)")
+    p.add_argument("--dtype", choices=["bf16", "fp32"], help="default: bf16 on CUDA, fp32 on CPU")
+    p.add_argument("--device", help="cuda, cuda:1 or cpu (default: cuda when available)")
+    args = p.parse_args(argv)
+    if sum(x is not None for x in (args.bench, args.data, args.rescore)) != 1:
+        p.error("choose one of --bench bfcl, --data FILE.jsonl or --rescore RESULTS.json")
+    if (args.limit is not None and args.limit < 1) or args.max_new_tokens < 1 or args.batch_size < 1:
+        p.error("--limit, --max-new-tokens and --batch-size must be >= 1")
+    if args.rescore:
+        return rescore(args)
+    return run_bfcl(args) if args.bench else run_heldout(args)
+
+
+if __name__ == "__main__":
+    main()
