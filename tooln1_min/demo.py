@@ -37,13 +37,13 @@ class DemoConfig:
     layers: int = 4
     heads: int = 4
     kv_heads: int = 2
-    sft_steps: int = 60
+    sft_steps: int = 150
     sft_batch: int = 32
-    sft_lr: float = 2e-3
+    sft_lr: float = 3e-3
     grpo_steps: int = 30
     grpo_batch: int = 16
     grpo_n: int = 8
-    grpo_lr: float = 3e-5
+    grpo_lr: float = 1e-4
     grpo_kl: float = 1e-3
     max_new_tokens: int = 64
     eval_records: int = 200
