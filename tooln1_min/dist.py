@@ -16,7 +16,7 @@ from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model
 from torch.distributed.fsdp import CPUOffloadPolicy, MixedPrecisionPolicy, fully_shard
 from torch.utils.checkpoint import checkpoint
 
-from .model import ModelConfig, Transformer
+from .model import ModelConfig, Transformer, save_pretrained
 
 
 def init_distributed(device: str | None = None):
@@ -110,9 +110,7 @@ def save_checkpoint(run_dir: str, name: str, model, optimizer, trainer_state: di
     full = gather_full_state(model, to_cpu=True)  # collective: every rank takes part
     if is_main():
         hf = os.path.join(tmp, "hf")
-        holder = Transformer.__new__(Transformer)  # save_pretrained needs only the config and a state dict
-        holder.config = config
-        Transformer.save_pretrained(holder, hf, state_dict=full)
+        save_pretrained(config, full, hf)
         if tokenizer_dir:
             for f in ("tokenizer.json", "tokenizer_config.json", "generation_config.json", "vocab.json",
                       "merges.txt", "chat_template.jinja", "special_tokens_map.json"):

@@ -296,40 +296,45 @@ class Transformer(nn.Module):
 
     def save_pretrained(self, path: str, max_shard_bytes: int = 5 * 2**30, state_dict: dict | None = None):
         """Write config.json + safetensors in HF's layout (sharded with an index above max_shard_bytes)."""
-        os.makedirs(path, exist_ok=True)
-        state = state_dict if state_dict is not None else self.state_dict()
-        state = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
-        config = self.config.to_dict()
-        dtype = str(next(iter(state.values())).dtype).removeprefix("torch.")
-        config["torch_dtype"] = config["dtype"] = dtype
-        shards, cur, cur_bytes = [], {}, 0
-        for name, t in state.items():
-            nbytes = t.numel() * t.element_size()
-            if cur and cur_bytes + nbytes > max_shard_bytes:
-                shards.append(cur)
-                cur, cur_bytes = {}, 0
-            cur[name], cur_bytes = t, cur_bytes + nbytes
-        shards.append(cur)
-        for old in os.listdir(path):  # stale shards of an earlier save would confuse loaders
-            if old.startswith("model") and (old.endswith(".safetensors") or old.endswith(".index.json")):
-                os.remove(os.path.join(path, old))
-        if len(shards) == 1:
-            save_file(shards[0], os.path.join(path, "model.safetensors"), metadata={"format": "pt"})
-        else:
-            weight_map = {}
-            for i, shard in enumerate(shards):
-                fname = f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors"
-                save_file(shard, os.path.join(path, fname), metadata={"format": "pt"})
-                weight_map.update({k: fname for k in shard})
-            total = sum(t.numel() * t.element_size() for t in state.values())
-            with open(os.path.join(path, "model.safetensors.index.json"), "w") as f:
-                json.dump({"metadata": {"total_size": total}, "weight_map": weight_map}, f, indent=2)
-        with open(os.path.join(path, "config.json"), "w") as f:
-            json.dump(config, f, indent=2)
+        save_pretrained(self.config, self.state_dict() if state_dict is None else state_dict, path, max_shard_bytes)
 
     def num_params(self, exclude_embedding: bool = False) -> int:
         n = sum(p.numel() for p in self.parameters())
         return n - self.model.embed_tokens.weight.numel() if exclude_embedding else n
+
+
+def save_pretrained(config: ModelConfig, state: dict, path: str, max_shard_bytes: int = 5 * 2**30):
+    """Write a state dict as an HF checkpoint folder: config.json + safetensors (sharded with an index above
+    max_shard_bytes). Also used for FSDP-gathered weights, which have no Transformer to call it on."""
+    os.makedirs(path, exist_ok=True)
+    state = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
+    config_dict = config.to_dict()
+    dtype = str(next(iter(state.values())).dtype).removeprefix("torch.")
+    config_dict["torch_dtype"] = config_dict["dtype"] = dtype
+    shards, cur, cur_bytes = [], {}, 0
+    for name, t in state.items():
+        nbytes = t.numel() * t.element_size()
+        if cur and cur_bytes + nbytes > max_shard_bytes:
+            shards.append(cur)
+            cur, cur_bytes = {}, 0
+        cur[name], cur_bytes = t, cur_bytes + nbytes
+    shards.append(cur)
+    for old in os.listdir(path):  # stale shards of an earlier save would confuse loaders
+        if old.startswith("model") and (old.endswith(".safetensors") or old.endswith(".index.json")):
+            os.remove(os.path.join(path, old))
+    if len(shards) == 1:
+        save_file(shards[0], os.path.join(path, "model.safetensors"), metadata={"format": "pt"})
+    else:
+        weight_map = {}
+        for i, shard in enumerate(shards):
+            fname = f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors"
+            save_file(shard, os.path.join(path, fname), metadata={"format": "pt"})
+            weight_map.update({k: fname for k in shard})
+        total = sum(t.numel() * t.element_size() for t in state.values())
+        with open(os.path.join(path, "model.safetensors.index.json"), "w") as f:
+            json.dump({"metadata": {"total_size": total}, "weight_map": weight_map}, f, indent=2)
+    with open(os.path.join(path, "config.json"), "w") as f:
+        json.dump(config_dict, f, indent=2)
 
 
 def _read_safetensors(path: str, device="cpu"):
