@@ -238,7 +238,20 @@ _COMPILED = None
 
 
 def _compiled_step():
+    """The decode step under torch.compile(mode="reduce-overhead") (CUDA graphs), falling back to eager with a
+    warning if compilation fails on this machine: a slow rollout beats a crashed training run."""
     global _COMPILED
     if _COMPILED is None:
-        _COMPILED = torch.compile(_decode_step, mode="reduce-overhead", fullgraph=False, dynamic=False)
+        compiled = torch.compile(_decode_step, mode="reduce-overhead", fullgraph=False, dynamic=False)
+
+        def step(*args):
+            global _COMPILED
+            try:
+                return compiled(*args)
+            except Exception as e:  # noqa: BLE001 - any compiler failure
+                print(f"[sampler] torch.compile of the decode step failed ({type(e).__name__}: {e}); "
+                      "continuing without CUDA graphs (generate(..., compile=False) skips this)", file=sys.stderr)
+                _COMPILED = _decode_step
+                return _decode_step(*args)
+        _COMPILED = step
     return _COMPILED
