@@ -10,7 +10,6 @@ copy the new weights into the sampler's model.
 """
 import argparse
 import json
-import math
 import os
 import sys
 import time
