@@ -107,32 +107,37 @@ def plan_micro_batches(seqs, token_budget, device):
 
 
 def collate(seqs, idx, pad_id, device):
-    """Right-padded (B, T) ids and the (B, T-1) mask of completion tokens among the next-token targets."""
+    """Right-padded (B, T) ids, the completion window `pos` (B, K): the positions whose next token is a completion
+    token (K = the longest completion), and its (B, K) mask. Only the window is projected to the vocabulary."""
     if not idx:  # dummy micro-batch for ranks with less data
-        return torch.full((1, 2), pad_id, device=device), torch.zeros(1, 1, device=device)
+        return (torch.full((1, 2), pad_id, device=device), torch.zeros(1, 1, dtype=torch.long, device=device),
+                torch.zeros(1, 1, device=device))
     T = max(len(seqs[i][0]) for i in idx)
+    K = max(len(seqs[i][0]) - seqs[i][1] for i in idx)
     ids = torch.full((len(idx), T), pad_id, dtype=torch.long)
-    mask = torch.zeros(len(idx), T - 1)
+    pos = torch.zeros(len(idx), K, dtype=torch.long)
+    mask = torch.zeros(len(idx), K)
     for r, i in enumerate(idx):
         s, start = seqs[i]
         ids[r, :len(s)] = torch.tensor(s)
-        mask[r, start - 1:len(s) - 1] = 1.0
-    return ids.to(device), mask.to(device)
+        pos[r] = torch.arange(start - 1, start - 1 + K).clamp(max=T - 2)  # past the row's end: masked out
+        mask[r, :len(s) - start] = 1.0
+    return ids.to(device), pos.to(device), mask.to(device)
 
 
-def forward_logprobs(model, ids, temperature=1.0, vocab_limit=None):
-    """Logprobs of each next token (B, T-1) in fp32 (logits / temperature, as verl scores rollouts).
+def forward_logprobs(model, ids, pos, temperature=1.0, vocab_limit=None):
+    """Logprobs (B, K) in fp32 of the tokens after positions `pos` (logits / temperature, as verl scores rollouts).
     Ids past the tokenizer's vocabulary are excluded, as in the sampler, so both score the same distribution."""
-    logits = model(ids)
-    return token_logprobs(logits[:, :-1, :vocab_limit], ids[:, 1:], temperature=temperature)
+    logits = model(ids, logits_at=pos)
+    return token_logprobs(logits[..., :vocab_limit], ids.gather(1, pos + 1), temperature=temperature)
 
 
 @torch.no_grad()
 def batch_logprobs(model, seqs, plan, pad_id, device, temperature, vocab_limit):
     out = []
     for idx in plan:
-        ids, _ = collate(seqs, idx, pad_id, device)
-        out.append(forward_logprobs(model, ids, temperature, vocab_limit))
+        ids, pos, _ = collate(seqs, idx, pad_id, device)
+        out.append(forward_logprobs(model, ids, pos, temperature, vocab_limit))
     tdist.reshard(model)  # FSDP2 keeps the root unsharded after a no-grad forward
     return out
 
@@ -310,7 +315,7 @@ def grpo_step(cfg, step, records, prompt_ids, streams, tok, policy, ref, sampler
         for idx, lp in zip(plan, lps):
             for r, i in enumerate(idx):
                 s, start = seqs[i]
-                gaps.append((lp[r, start - 1:len(s) - 1].cpu() - torch.tensor(episodes[i].sampler_logprobs)).abs())
+                gaps.append((lp[r, :len(s) - start].cpu() - torch.tensor(episodes[i].sampler_logprobs)).abs())
     gaps = torch.cat(gaps) if gaps else torch.zeros(1)
     t2 = time.time()
 
@@ -324,8 +329,8 @@ def grpo_step(cfg, step, records, prompt_ids, streams, tok, policy, ref, sampler
         # over all tokens (or sequences) of the mini-batch, not a mean of per-micro-batch means.
         num_tokens, num_seqs = max(global_tokens / world, 1e-8), max(global_seqs / world, 1e-8)
         for j, idx in enumerate(plan):
-            ids, mask = collate(seqs, idx, pad, device)
-            lp = forward_logprobs(policy, ids, cfg.temperature, tok.vocab_size)
+            ids, pos, mask = collate(seqs, idx, pad, device)
+            lp = forward_logprobs(policy, ids, pos, cfg.temperature, tok.vocab_size)
             a = adv[idx] if idx else torch.zeros(1, device=device)
             loss, met = grpo_loss(lp, old[m][j], refs[m][j] if refs else None, a, mask, clip_eps=cfg.clip_eps,
                                   clip_eps_high=cfg.clip_eps_high or None, kl_coef=cfg.kl_coef if refs else 0.0,
@@ -372,8 +377,8 @@ def sft_step(cfg, records, prompt_ids, tok, policy, sampler_model, optimizer, sc
         num_tokens = max(tdist.all_reduce([sum(len(s) - p for s, p in mb)], device=device)[0] / world, 1e-8)
         total = 0.0
         for idx in plan:
-            ids, mask = collate(mb, idx, tok.pad_token_id, device)
-            lp = forward_logprobs(policy, ids, vocab_limit=tok.vocab_size)
+            ids, pos, mask = collate(mb, idx, tok.pad_token_id, device)
+            lp = forward_logprobs(policy, ids, pos, vocab_limit=tok.vocab_size)
             loss = -(lp * mask).sum() / num_tokens
             loss.backward()
             total += loss.item()

@@ -145,6 +145,11 @@ def test_logits_at_selects_positions():
         part = model(ids, logits_at=at)
     assert part.shape == (3, 1, 131)
     assert torch.allclose(part[:, 0], full[torch.arange(3), at], atol=1e-6)
+    window = torch.tensor([[4, 5, 6], [0, 2, 2], [1, 0, 3]])  # (B, K): the trainer's completion window
+    with torch.no_grad():
+        part = model(ids, logits_at=window)
+    assert part.shape == (3, 3, 131)
+    assert torch.allclose(part, full.gather(1, window[..., None].expand(-1, -1, 131)), atol=1e-5)
 
 
 # ---- bad input: each a clear error naming the problem ----

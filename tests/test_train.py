@@ -150,3 +150,25 @@ def test_grpo_toy_task_reward_goes_up():
         loss.backward()
         opt.step()
     assert sum(history[-3:]) / 3 > sum(history[:3]) / 3 + 0.25, history
+
+
+def test_completion_window_logprobs_match_full_forward():
+    """collate + forward_logprobs project only the completion window; the result must equal the log-softmax of
+    a full forward at those positions, for ragged prompts and completions in one right-padded batch."""
+    sys.path.insert(0, ROOT)
+    import train
+    from helpers import make_model
+    model = make_model("qwen2_gqa_tied")
+    g = torch.Generator().manual_seed(0)
+    prompts = [torch.randint(0, 120, (n,), generator=g).tolist() for n in (5, 2, 9)]
+    completions = [torch.randint(0, 120, (n,), generator=g).tolist() for n in (3, 6, 1)]
+    seqs = train.make_sequences(prompts, completions)
+    ids, pos, mask = train.collate(seqs, [0, 1, 2], pad_id=0, device=torch.device("cpu"))
+    assert ids.shape == (3, 10) and pos.shape == mask.shape == (3, 6)
+    with torch.no_grad():
+        lp = train.forward_logprobs(model, ids, pos, temperature=0.7, vocab_limit=120)
+        for r, (p, c) in enumerate(zip(prompts, completions)):
+            assert mask[r].tolist() == [1.0] * len(c) + [0.0] * (6 - len(c))
+            full = model(torch.tensor([p + c]))[0, :, :120].float() / 0.7
+            ref = torch.log_softmax(full, -1)[len(p) - 1:len(p) + len(c) - 1].gather(1, torch.tensor(c)[:, None])
+            assert torch.allclose(lp[r, :len(c)], ref[:, 0], atol=1e-5)

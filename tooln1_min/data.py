@@ -833,9 +833,9 @@ def _sample_call(rng, tool) -> tuple[str, dict]:
     return query, {"name": tool["name"], "arguments": args}
 
 
-def _distractors(rng, needed: list[dict], k: int, avoid_domains=()) -> list[dict]:
+def _distractors(rng, library, needed: list[dict], k: int, avoid_domains=()) -> list[dict]:
     names = {t["name"] for t in needed}
-    pool = [t for t in TOOL_LIBRARY if t["name"] not in names and t["domain"] not in avoid_domains]
+    pool = [t for t in library if t["name"] not in names and t["domain"] not in avoid_domains]
     return rng.sample(pool, min(k, len(pool)))
 
 
@@ -843,37 +843,50 @@ def _join(q1: str, q2: str, rng) -> str:
     return f"{q1} {rng.choice(['Also,', 'And', 'Then'])} {q2[0].lower() + q2[1:]}"
 
 
-def _synthetic_case(rng, case: str, max_tools: int) -> tuple[str, list[dict], list[dict]]:
+def _synthetic_case(rng, case: str, max_tools: int, library) -> tuple[str, list[dict], list[dict]]:
     """(query, offered tools, answer) for one case type."""
-    tool = rng.choice(TOOL_LIBRARY)
+    tool = rng.choice(library)
     query, call = _sample_call(rng, tool)
     if case == "no_call":
-        offered = _distractors(rng, [tool], rng.randint(1, max_tools), avoid_domains={tool["domain"]})
+        offered = _distractors(rng, library, [tool], rng.randint(1, max_tools), avoid_domains={tool["domain"]})
+        if not offered:  # a tool subset with a single domain has nothing unrelated to offer
+            raise ValueError("no_call cases need tools from at least two domains; add tools or set p_no_call=0")
         return query, offered, []
     if case == "parallel":
-        other = tool if max_tools == 1 or rng.random() < 0.5 else _distractors(rng, [tool], 1)[0]
+        other = tool
+        if max_tools > 1 and rng.random() >= 0.5:
+            other = (_distractors(rng, library, [tool], 1) or [tool])[0]
         required = [p for p, v in tool["params"].items() if v["required"]]
         for _ in range(20):  # the same tool twice must differ in a required value, or the query reads as one call
             query2, call2 = _sample_call(rng, other)
             if other is not tool or any(call2["arguments"][p] != call["arguments"][p] for p in required):
                 break
         needed = [tool] if other is tool else [tool, other]
-        offered = needed + _distractors(rng, needed, rng.randint(0, max_tools - len(needed)))
+        offered = needed + _distractors(rng, library, needed, rng.randint(0, max_tools - len(needed)))
         return _join(query, query2, rng), offered, [call, call2]
     extra = rng.randint(1, max_tools - 1) if case == "multiple" else 0
-    return query, [tool] + _distractors(rng, [tool], extra), [call]
+    return query, [tool] + _distractors(rng, library, [tool], extra), [call]
 
 
 def synthetic_records(n: int, seed: int = 0, max_tools: int = 3, p_parallel: float = 0.2, p_no_call: float = 0.1,
-                      p_multiple: float = 0.4) -> list[dict]:
+                      p_multiple: float = 0.4, tools=None) -> list[dict]:
     """n seeded tool-calling records with short queries and 1..max_tools offered tools.
 
     Case types, recorded in record["case"]: "single" (only the right tool offered), "multiple" (several tools,
     one right), "parallel" (two calls), "no_call" (no offered tool fits; answer []). All records carry
     allow_empty_call when p_no_call > 0, so the prompt itself does not give the no-call cases away.
+    tools: names of TOOL_LIBRARY entries to draw from (default: all of them), e.g. an easier task for a tiny model.
     """
     if n < 0 or max_tools < 1:
         raise ValueError(f"need n >= 0 and max_tools >= 1, got n={n}, max_tools={max_tools}")
+    library = TOOL_LIBRARY
+    if tools is not None:
+        known = {t["name"] for t in TOOL_LIBRARY}
+        unknown = [name for name in tools if name not in known]
+        if unknown or not tools:
+            raise ValueError(f"unknown tool name(s) {unknown} (known: {sorted(known)})" if unknown
+                             else "tools must name at least one tool")
+        library = [t for t in TOOL_LIBRARY if t["name"] in set(tools)]
     probs = {"parallel": p_parallel, "no_call": p_no_call, "multiple": p_multiple if max_tools > 1 else 0.0}
     if any(p < 0 for p in probs.values()) or sum(probs.values()) > 1:
         raise ValueError(f"case probabilities must be >= 0 and sum to <= 1, got {probs}")
@@ -881,7 +894,7 @@ def synthetic_records(n: int, seed: int = 0, max_tools: int = 3, p_parallel: flo
     rng, records = random.Random(seed), []
     for i in range(n):
         case = rng.choices(list(probs), weights=list(probs.values()))[0]
-        query, offered, answer = _synthetic_case(rng, case, max_tools)
+        query, offered, answer = _synthetic_case(rng, case, max_tools, library)
         rng.shuffle(offered)
         records.append({"id": f"synthetic-{seed}-{i}", "source": "synthetic", "case": case,
                         "tools": [copy.deepcopy(t["schema"]) for t in offered],

@@ -31,6 +31,9 @@ class DemoConfig:
     out: str = "runs/demo"
     seed: int = 0
     n_records: int = 2400
+    tools: str = ""                  # comma-separated TOOL_LIBRARY names to draw from ("" = all)
+    max_tools: int = 3
+    p_no_call: float = 0.1
     test_frac: float = 0.1
     vocab: int = 3000
     hidden: int = 96
@@ -73,7 +76,9 @@ def make_data(cfg: DemoConfig, key: str):
     if _cached(path, key):
         return path
     os.makedirs(path, exist_ok=True)
-    records = synthetic_records(cfg.n_records, seed=cfg.seed)
+    tools = [t.strip() for t in cfg.tools.split(",") if t.strip()] or None
+    records = synthetic_records(cfg.n_records, seed=cfg.seed, max_tools=cfg.max_tools, p_no_call=cfg.p_no_call,
+                                tools=tools)
     train, test = split_records(records, test_frac=cfg.test_frac, seed=cfg.seed)
     save_records(train, os.path.join(path, "train.jsonl"))
     save_records(test[:cfg.eval_records], os.path.join(path, "test.jsonl"))
@@ -143,7 +148,8 @@ def run_demo(argv, train_script):
     rank, world, device = tdist.init_distributed()
     t0 = time.time()
     settings = asdict(cfg)
-    k_data = _stage_key("data", {k: settings[k] for k in ("seed", "n_records", "test_frac", "eval_records")})
+    k_data = _stage_key("data", {k: settings[k] for k in ("seed", "n_records", "tools", "max_tools",
+                                                                 "p_no_call", "test_frac", "eval_records")})
     k_base = _stage_key("base", {k: settings[k] for k in ("seed", "vocab", "hidden", "layers", "heads", "kv_heads")},
                         [k_data])
     if tdist.is_main():

@@ -200,7 +200,8 @@ class Transformer(nn.Module):
         restart at 0 mid-row are packed sequences and attend only within their own segment.
         cache + cache_rows (B,): prefill, store K/V of row b in cache row cache_rows[b] (right-padded prompts).
         cache alone: decode one token per row at position_ids (B, 1) over the whole cache.
-        logits_at (B,): project only that position of each row -> logits (B, 1, V) (saves a (B, T, V) tensor).
+        logits_at (B,) or (B, K): project only those positions of each row -> logits (B, 1, V) or (B, K, V)
+        (the sampler's last prompt token; the trainer's completion window: no vocab projection of the prompt).
         """
         B, T = input_ids.shape
         if position_ids is None:
@@ -223,7 +224,8 @@ class Transformer(nn.Module):
             kv = (cache.k[i], cache.v[i]) if cache is not None else None
             x = layer(x, cos, sin, mask, kv, cache_rows, index)
         if logits_at is not None:
-            x = x[torch.arange(B, device=x.device), logits_at][:, None]
+            at = logits_at if logits_at.dim() == 2 else logits_at[:, None]
+            x = x.gather(1, at[..., None].expand(-1, -1, x.shape[-1]))
         x = self.model.norm(x)
         if self.config.tie_word_embeddings:
             return F.linear(x, self.model.embed_tokens.weight)
