@@ -180,7 +180,7 @@ def lr_lambda(cfg):
 
 # ---- the training loop ----
 
-def check_inputs(cfg, world):
+def check_inputs(cfg, world, device):
     if not cfg.model or not os.path.isfile(os.path.join(cfg.model, "config.json")):
         raise SystemExit(f"--model {cfg.model!r}: not a Hugging Face checkpoint folder (no config.json)")
     if not cfg.data or not os.path.isfile(cfg.data):
@@ -191,12 +191,15 @@ def check_inputs(cfg, world):
         raise SystemExit(f"batch_size {cfg.batch_size} is not a multiple of mini_batch_size {cfg.mini_batch_size}")
     if cfg.mini_batch_size % world:
         raise SystemExit(f"mini_batch_size {cfg.mini_batch_size} does not divide across {world} ranks")
+    if cfg.cpu_offload and device.type != "cuda":
+        raise SystemExit("--cpu-offload keeps FSDP shards and optimizer state in host memory between GPU uses; "
+                         "this run has no GPU, so everything is in host memory already (drop the flag)")
     get_reward_fn(cfg.reward)
 
 
 def train(cfg: TrainConfig):
     rank, world, device = tdist.init_distributed()
-    check_inputs(cfg, world)
+    check_inputs(cfg, world, device)
     torch.manual_seed(cfg.seed)
     tok = Tokenizer.from_pretrained(cfg.model)
     records = load_records(cfg.data)
@@ -242,9 +245,11 @@ def train(cfg: TrainConfig):
                                 tok, policy, ref, sampler_model, optimizer, scheduler, device, world)
         else:
             metrics = sft_step(cfg, [records[i] for i in batch], [prompt_ids[i] for i in batch], tok, policy,
-                               sampler_model, optimizer, scheduler, device, world)
+                               optimizer, scheduler, device, world)
         metrics = {"step": step + 1, "epoch": epoch, **metrics}
         if cfg.eval_every and cfg.eval_data and (step + 1) % cfg.eval_every == 0 and step + 1 < max_steps:
+            if cfg.algo == "sft":  # SFT never samples: its weights reach the sampler's copy only to be evaluated
+                sync_sampler(policy, sampler_model)
             metrics.update({f"eval_{k}": v for k, v in
                             evaluate(cfg, sampler_model, tok, rank, world, device, None).items()})
         if tdist.is_main():
@@ -255,6 +260,7 @@ def train(cfg: TrainConfig):
         if (step + 1) % cfg.save_every == 0 or step + 1 == max_steps:
             tdist.save_checkpoint(cfg.out, "checkpoint", policy, optimizer, {"step": step + 1}, cfg.model, mconf)
     if cfg.eval_data:
+        sync_sampler(policy, sampler_model)
         evals["after"] = evaluate(cfg, sampler_model, tok, rank, world, device, "after")
     return evals
 
@@ -363,7 +369,7 @@ def grpo_step(cfg, step, records, prompt_ids, streams, tok, policy, ref, sampler
                 lr=scheduler.get_last_lr()[0])
 
 
-def sft_step(cfg, records, prompt_ids, tok, policy, sampler_model, optimizer, scheduler, device, world):
+def sft_step(cfg, records, prompt_ids, tok, policy, optimizer, scheduler, device, world):
     """Cross-entropy on the assistant turn only: `<think>...</think><tool_call>[...]</tool_call><|im_end|>`."""
     t0 = time.time()
     end = tok.encode("<|im_end|>")
@@ -384,7 +390,6 @@ def sft_step(cfg, records, prompt_ids, tok, policy, sampler_model, optimizer, sc
             total += loss.item()
         losses.append(total)
         grad_norms.append(optimizer_step(cfg, policy, optimizer, scheduler))
-    sync_sampler(policy, sampler_model)
     tokens = tdist.all_reduce([sum(len(s) for s, _ in seqs)], device=device)[0]
     return dict(loss=sum(losses) / len(losses), grad_norm=sum(grad_norms) / len(grad_norms),
                 tok_per_s=tokens / max(time.time() - t0, 1e-9), t_update=time.time() - t0,

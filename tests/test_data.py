@@ -69,12 +69,12 @@ def test_no_call_offers_no_tool_from_the_query_domain():
     domain = {t["name"]: t["domain"] for t in TOOL_LIBRARY}
     rng = random.Random(0)
     for _ in range(200):
-        query, offered, answer = data._synthetic_case(rng, "no_call", 3)
+        query, offered, answer = data._synthetic_case(rng, "no_call", 3, TOOL_LIBRARY)
         assert answer == [] and offered
     # the query's own tool and its domain siblings are excluded: check via a fixed tool
     weather = next(t for t in TOOL_LIBRARY if t["name"] == "get_weather")
     for _ in range(50):
-        offered = data._distractors(rng, [weather], 3, avoid_domains={"weather"})
+        offered = data._distractors(rng, TOOL_LIBRARY, [weather], 3, avoid_domains={"weather"})
         assert all(domain[t["name"]] != "weather" for t in offered)
 
 
@@ -89,6 +89,22 @@ def test_synthetic_knobs():
         synthetic_records(5, p_parallel=0.6, p_no_call=0.6)
     with pytest.raises(ValueError, match="max_tools"):
         synthetic_records(5, max_tools=0)
+
+
+def test_synthetic_tool_subset():
+    subset = ["get_weather", "track_package", "play_music"]
+    records = synthetic_records(300, seed=1, tools=subset)
+    offered = {t["name"] for r in records for t in r["tools"]}
+    called = {c["name"] for r in records for c in r["answer"]}
+    assert offered == called == set(subset)
+    assert {r["case"] for r in records} == {"single", "multiple", "parallel", "no_call"}
+    assert all(len(r["tools"]) >= 1 for r in records)
+    single = synthetic_records(50, seed=1, tools=["get_weather"], p_no_call=0)  # parallel = the same tool twice
+    assert {c["name"] for r in single for c in r["answer"]} == {"get_weather"}
+    with pytest.raises(ValueError, match="get_wether"):
+        synthetic_records(5, tools=["get_wether"])
+    with pytest.raises(ValueError, match="two domains"):
+        synthetic_records(200, tools=["get_weather", "get_forecast"], p_no_call=0.3)
 
 
 def _matches_schema(value, schema) -> bool:

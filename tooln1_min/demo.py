@@ -23,7 +23,14 @@ import torch
 from . import dist as tdist
 from .data import render_prompt, render_target, save_records, split_records, synthetic_records
 from .model import ModelConfig, Transformer
+from .rollout import CASES
 from .tokenizer import CHATML_TEMPLATE, train_tokenizer
+
+
+# The demo's tool subset: values a tiny model can copy from the query (cities, enums, numbers, items) in five
+# domains. The full library adds mapped values (dates, currencies, tickers), harder than a CPU-minutes model learns.
+DEMO_TOOLS = ("get_weather", "get_population", "track_package", "play_music", "find_movies", "get_news",
+              "set_thermostat", "turn_on_lights", "search_restaurants", "add_to_cart")
 
 
 @dataclass
@@ -31,23 +38,24 @@ class DemoConfig:
     out: str = "runs/demo"
     seed: int = 0
     n_records: int = 2400
-    tools: str = ""                  # comma-separated TOOL_LIBRARY names to draw from ("" = all)
+    tools: str = ",".join(DEMO_TOOLS)  # comma-separated TOOL_LIBRARY names ("" = all of them)
     max_tools: int = 3
-    p_no_call: float = 0.1
+    p_no_call: float = 0.2
     test_frac: float = 0.1
     vocab: int = 3000
     hidden: int = 96
     layers: int = 4
     heads: int = 4
     kv_heads: int = 2
-    sft_steps: int = 150
-    sft_batch: int = 32
+    sft_steps: int = 3000             # small batches, many steps: copying values emerges after ~2000
+    sft_batch: int = 8
     sft_lr: float = 3e-3
-    grpo_steps: int = 30
-    grpo_batch: int = 16
-    grpo_n: int = 8
-    grpo_lr: float = 1e-4
+    grpo_steps: int = 160
+    grpo_batch: int = 8
+    grpo_n: int = 16
+    grpo_lr: float = 5e-4
     grpo_kl: float = 1e-3
+    grpo_temperature: float = 0.7     # Tool-N1's rollout temperature
     max_new_tokens: int = 64
     eval_records: int = 200
 
@@ -87,6 +95,25 @@ def make_data(cfg: DemoConfig, key: str):
     return path
 
 
+def argument_strings(records) -> list[str]:
+    """Every string argument value in the records' answers (the demo tokenizer keeps them whole)."""
+    out = set()
+
+    def walk(v):
+        if isinstance(v, str):
+            out.add(v)
+        elif isinstance(v, dict):
+            for x in v.values():
+                walk(x)
+        elif isinstance(v, list):
+            for x in v:
+                walk(x)
+    for r in records:
+        for call in r["answer"]:
+            walk(call["arguments"])
+    return sorted(out)
+
+
 def make_base(cfg: DemoConfig, data_dir: str, key: str):
     """Tokenizer trained on the corpus + a tiny random Qwen2, as an HF checkpoint folder."""
     path = os.path.join(cfg.out, "base")
@@ -97,7 +124,8 @@ def make_base(cfg: DemoConfig, data_dir: str, key: str):
     records = load_records(os.path.join(data_dir, "train.jsonl"))
     bootstrap = train_tokenizer(["x"], 300, split="chunks")  # only to render the chat template for the corpus
     corpus = [render_prompt(bootstrap, r) + render_target(r) + "<|im_end|>" for r in records]
-    tok = train_tokenizer(corpus, cfg.vocab, chat_template=CHATML_TEMPLATE, split="chunks")
+    tok = train_tokenizer(corpus, cfg.vocab, chat_template=CHATML_TEMPLATE, split="chunks",
+                          keep_whole=argument_strings(records))
     vocab = (tok.vocab_size + 63) // 64 * 64  # padded past the tokenizer, as Qwen's embedding is
     config = ModelConfig.from_dict(dict(
         architectures=["Qwen2ForCausalLM"], model_type="qwen2", vocab_size=vocab, hidden_size=cfg.hidden,
@@ -167,17 +195,18 @@ def run_demo(argv, train_script):
     k_sft = _stage_key("sft", {k: settings[k] for k in ("sft_steps", "sft_batch", "sft_lr")}, [k_base])
     sft_cfg = train_script.TrainConfig(model=base, out=os.path.join(cfg.out, "sft"), algo="sft",
                                        batch_size=cfg.sft_batch, mini_batch_size=cfg.sft_batch,
-                                       lr=cfg.sft_lr, warmup_steps=5, max_steps=cfg.sft_steps, log_every=5,
+                                       lr=cfg.sft_lr, warmup_steps=5, max_steps=cfg.sft_steps, log_every=25,
                                        **{**common, "eval_data": ""})
     log(f"[demo] SFT warm start: {cfg.sft_steps} steps of {cfg.sft_batch} records")
     sft_hf, _ = run_stage(cfg, "sft", k_sft, sft_cfg, train_script)
     if args["stage"] == "sft":
         return
     k_grpo = _stage_key("grpo", {k: settings[k] for k in ("grpo_steps", "grpo_batch", "grpo_n", "grpo_lr",
-                                                          "grpo_kl", "max_new_tokens")}, [k_sft])
+                                                          "grpo_kl", "grpo_temperature", "max_new_tokens")}, [k_sft])
     grpo_cfg = train_script.TrainConfig(model=sft_hf, out=os.path.join(cfg.out, "grpo"), algo="grpo",
                                         batch_size=cfg.grpo_batch, mini_batch_size=cfg.grpo_batch // 2,
-                                        n=cfg.grpo_n, temperature=1.0, lr=cfg.grpo_lr, kl_coef=cfg.grpo_kl,
+                                        n=cfg.grpo_n, temperature=cfg.grpo_temperature, lr=cfg.grpo_lr,
+                                        kl_coef=cfg.grpo_kl,
                                         max_steps=cfg.grpo_steps, rollout_batch_size=512, **common)
     log(f"[demo] GRPO: {cfg.grpo_steps} steps of {cfg.grpo_batch} prompts x {cfg.grpo_n} samples")
     grpo_hf, evals = run_stage(cfg, "grpo", k_grpo, grpo_cfg, train_script)
@@ -195,6 +224,9 @@ def report(cfg, evals, grpo_hf, seconds):
     before, after = evals.get("before", {}), evals.get("after", {})
     rows = [("format rate", "format_rate", "{:.1%}"), ("exact-match accuracy", "accuracy", "{:.1%}"),
             ("mean response length", "mean_response_len", "{:.1f}")]
+    for case in CASES:
+        if f"count_{case}" in after:
+            rows.append((f"  {case.replace('_', '-')} ({after[f'count_{case}']})", f"accuracy_{case}", "{:.1%}"))
     lines = [f"held-out ({after.get('count', 0)} records, greedy)  after SFT   after GRPO"]
     for label, k, fmt in rows:
         lines.append(f"  {label:<32}{fmt.format(before.get(k, 0)):>10}  {fmt.format(after.get(k, 0)):>10}")

@@ -11,6 +11,9 @@ from .reward import assistant_part, has_think, parse_tool_calls, tool_call_rewar
 from .sampler import generate
 
 
+CASES = ("single", "multiple", "parallel", "no_call")  # synthetic_records' case types, reported separately
+
+
 @dataclass
 class Episode:
     """One sampled completion of one prompt (GRPO's unit of data)."""
@@ -70,9 +73,17 @@ def heldout_eval(model, tokenizer, records, *, max_new_tokens=256, max_prompt_le
     ids, kept, too_long = encode_prompts(tokenizer, mine, max_prompt_len)
     eps, _ = rollout(model, tokenizer, kept, ids, n=1, max_new_tokens=max_new_tokens, temperature=temperature,
                      max_batch_size=max_batch_size, progress=progress) if kept else ([], 0)
-    correct, fmt, length, count, skipped = tdist.all_reduce(
+    case = [kept[e.prompt_index].get("case") for e in eps]  # synthetic records name their case type
+    per_case = [x for c in CASES for x in (sum(k == c for k in case),
+                                           sum(e.reward == 1.0 for e, k in zip(eps, case) if k == c))]
+    correct, fmt, length, count, skipped, *per_case = tdist.all_reduce(
         [sum(e.reward == 1.0 for e in eps), sum(e.format_ok for e in eps), sum(len(e.completion_ids) for e in eps),
-         len(eps), too_long], device=device)
+         len(eps), too_long, *per_case], device=device)
     denom = max(count, 1)
-    return {"accuracy": correct / denom, "format_rate": fmt / denom, "mean_response_len": length / denom,
-            "count": int(count), "skipped_too_long": int(skipped)}, eps
+    result = {"accuracy": correct / denom, "format_rate": fmt / denom, "mean_response_len": length / denom,
+              "count": int(count), "skipped_too_long": int(skipped)}
+    for c, n, ok in zip(CASES, per_case[0::2], per_case[1::2]):
+        if n:
+            result[f"accuracy_{c}"] = ok / n
+            result[f"count_{c}"] = int(n)
+    return result, eps

@@ -7,6 +7,7 @@ CPU demo train their own; nothing is downloaded).
 """
 import json
 import os
+import re
 from datetime import datetime
 from functools import lru_cache
 
@@ -159,17 +160,25 @@ class Tokenizer:
                 json.dump(self.generation_config, f, indent=2)
 
 
-# For the CPU demo: pieces may span words (only newlines, single digits and short quoted JSON strings are cut out),
-# so BPE learns the fixed Tool-N1 instructions as a handful of tokens and a tiny model sees ~190-token prompts
-# instead of ~520. Digits stay single and quoted values stay whole so the model can copy them.
-CHUNK_SPLIT_REGEX = r'\n|\d|"[^"\n]{0,40}"'
+# For the CPU demo: pieces may span words (only newlines, single digits and the `keep_whole` strings are cut out),
+# so BPE learns the fixed Tool-N1 instructions as a handful of tokens and a tiny model sees ~200-token prompts
+# instead of ~500. The demo keeps every argument value of its corpus whole, so a value reads as the same token in
+# the query and in the answer: copying it is copying one token, as a real model's word-level vocabulary allows.
+CHUNK_SPLIT_REGEX = r'\n|\d'
+
+
+def chunk_split_regex(keep_whole=()) -> str:
+    """The demo's pre-tokenizer pattern: CHUNK_SPLIT_REGEX plus each keep_whole string as a whole word."""
+    words = sorted({w for w in keep_whole if w.strip()}, key=lambda w: (-len(w), w))  # longest first wins
+    return CHUNK_SPLIT_REGEX + "".join("|" + r"\b" + re.escape(w) + r"\b" for w in words)
 
 
 def train_tokenizer(texts, vocab_size: int = 2000, chat_template: str = CHATML_TEMPLATE,
-                    split: str = "qwen") -> Tokenizer:
+                    split: str = "qwen", keep_whole=()) -> Tokenizer:
     """Train a small byte-level BPE with Qwen2.5's added tokens and special flags.
 
-    split="qwen" uses Qwen2's pre-tokenizer regex; split="chunks" the demo's cross-word pieces (above).
+    split="qwen" uses Qwen2's pre-tokenizer regex; split="chunks" the demo's cross-word pieces (above), with the
+    keep_whole strings (e.g. a corpus's argument values) always cut out as their own pieces.
     The added tokens come right after the learned vocabulary (so ids are small, unlike Qwen's 151643+).
     Used by the tests and by the CPU demo; a real run loads the checkpoint's own tokenizer.json.
     """
@@ -178,7 +187,7 @@ def train_tokenizer(texts, vocab_size: int = 2000, chat_template: str = CHATML_T
     tok = _HFTokenizer(models.BPE())
     tok.normalizer = normalizers.NFC()
     tok.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(QWEN_SPLIT_REGEX if split == "qwen" else CHUNK_SPLIT_REGEX),
+        pre_tokenizers.Split(Regex(QWEN_SPLIT_REGEX if split == "qwen" else chunk_split_regex(keep_whole)),
                              behavior="isolated"),
         pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
     tok.decoder = decoders.ByteLevel()
