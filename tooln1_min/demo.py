@@ -50,7 +50,7 @@ class DemoConfig:
     sft_steps: int = 3000             # small batches, many steps: copying values emerges after ~2000
     sft_batch: int = 8
     sft_lr: float = 3e-3
-    grpo_steps: int = 160
+    grpo_steps: int = 200
     grpo_batch: int = 8
     grpo_n: int = 16
     grpo_lr: float = 5e-4
