@@ -59,6 +59,8 @@ class TrainConfig:
     sft_think: str = ""              # SFT target's think text ("" = the paper's no-reason SFT)
     # engineering
     micro_batch_tokens: int = 16384  # padded tokens per forward/backward
+    pack_len: int = 4096             # the n samples of a prompt share one row (prompt computed once) up to this
+                                     # many tokens; 0: one sequence per row
     rollout_batch_size: int = 512    # sequences decoded together
     activation_checkpointing: bool = False
     cpu_offload: bool = False
@@ -89,55 +91,102 @@ def make_sequences(prompt_ids, completion_ids):
     return [(p + c, len(p)) for p, c in zip(prompt_ids, completion_ids)]
 
 
-def plan_micro_batches(seqs, token_budget, device):
-    """Split this rank's sequences into micro-batches of <= token_budget padded tokens. Every rank runs the same
-    number of forwards (FSDP's collectives must pair up), so the count is the max over ranks."""
-    groups, cur, width = [], [], 0
-    for i, (ids, _) in enumerate(seqs):
-        w = max(width, len(ids))
-        if cur and w * (len(cur) + 1) > token_budget:
+def _same_prompt(a, b) -> bool:
+    return a[1] == b[1] and a[0][:a[1]] == b[0][:b[1]]
+
+
+def pack_rows(seqs, idx, pack_len):
+    """Rows of one forward: consecutive sequences with the same prompt (a GRPO group) share a row, the prompt once
+    and then each completion, while the row stays within pack_len tokens (0: one sequence per row)."""
+    rows, lengths = [], []
+    for i in idx:
+        s, start = seqs[i]
+        fits = pack_len and lengths and lengths[-1] + len(s) - start <= pack_len
+        if fits and _same_prompt(seqs[rows[-1][0]], seqs[i]):
+            rows[-1].append(i)
+            lengths[-1] += len(s) - start
+        else:
+            rows.append([i])
+            lengths.append(len(s))
+    return rows, lengths
+
+
+def plan_micro_batches(seqs, token_budget, device, pack_len=0):
+    """Split this rank's sequences into micro-batches of <= token_budget padded tokens (rows packed as in
+    pack_rows). Every rank runs the same number of forwards (FSDP's collectives must pair up), so the count is
+    the max over ranks."""
+    groups, cur, lengths = [], [], []
+    for i, (s, start) in enumerate(seqs):
+        joins = cur and pack_len and _same_prompt(seqs[cur[-1]], seqs[i]) and \
+            lengths[-1] + len(s) - start <= pack_len
+        new = lengths[:-1] + [lengths[-1] + len(s) - start] if joins else lengths + [len(s)]
+        if cur and max(new) * len(new) > token_budget:
             groups.append(cur)
-            cur, w = [], len(ids)
+            cur, new = [], [len(s)]
         cur.append(i)
-        width = w
+        lengths = new
     if cur:
         groups.append(cur)
     count = int(tdist.all_reduce([len(groups)], op=torch.distributed.ReduceOp.MAX, device=device)[0])
     return groups + [[] for _ in range(count - len(groups))]  # [] = a dummy forward with an all-zero mask
 
 
-def collate(seqs, idx, pad_id, device):
-    """Right-padded (B, T) ids, the completion window `pos` (B, K): the positions whose next token is a completion
-    token (K = the longest completion), and its (B, K) mask. Only the window is projected to the vocabulary."""
+def collate(seqs, idx, pad_id, device, pack_len=0):
+    """One forward's tensors for sequences `idx`: right-padded rows (see pack_rows) and, per sequence, the window
+    of K positions whose next token is one of its completion tokens (K = the longest completion). Only the window
+    is projected to the vocabulary. In a packed row each completion attends to the shared prompt and to itself,
+    with the positions it would have alone, so its logprobs are those of its own unpacked sequence."""
     if not idx:  # dummy micro-batch for ranks with less data
-        return (torch.full((1, 2), pad_id, device=device), torch.zeros(1, 1, dtype=torch.long, device=device),
-                torch.zeros(1, 1, device=device))
-    T = max(len(seqs[i][0]) for i in idx)
+        z = torch.zeros(1, 1, dtype=torch.long, device=device)
+        return dict(ids=torch.full((1, 2), pad_id, device=device), positions=None, attn=None, at=z[:, :, None],
+                    targets=z + pad_id, take=z[0], mask=torch.zeros(1, 1, device=device))
+    rows, lengths = pack_rows(seqs, idx, pack_len)
+    B, T, M = len(rows), max(lengths), max(map(len, rows))
     K = max(len(seqs[i][0]) - seqs[i][1] for i in idx)
-    ids = torch.full((len(idx), T), pad_id, dtype=torch.long)
-    pos = torch.zeros(len(idx), K, dtype=torch.long)
-    mask = torch.zeros(len(idx), K)
-    for r, i in enumerate(idx):
-        s, start = seqs[i]
-        ids[r, :len(s)] = torch.tensor(s)
-        pos[r] = torch.arange(start - 1, start - 1 + K).clamp(max=T - 2)  # past the row's end: masked out
-        mask[r, :len(s) - start] = 1.0
-    return ids.to(device), pos.to(device), mask.to(device)
+    ids, positions = torch.full((B, T), pad_id, dtype=torch.long), torch.zeros(B, T, dtype=torch.long)
+    segment = torch.full((B, T), -1, dtype=torch.long)  # 0: the shared prompt, m + 1: completion m, -1: padding
+    at, targets = torch.zeros(B, M, K, dtype=torch.long), torch.full((B, M, K), pad_id, dtype=torch.long)
+    mask, take = torch.zeros(B, M, K), []
+    for r, row in enumerate(rows):
+        first, p = seqs[row[0]]
+        ids[r, :p], positions[r, :p], segment[r, :p] = torch.tensor(first[:p]), torch.arange(p), 0
+        off = p
+        for m, i in enumerate(row):
+            c = seqs[i][0][p:]
+            L = len(c)
+            ids[r, off:off + L], positions[r, off:off + L] = torch.tensor(c), torch.arange(p, p + L)
+            segment[r, off:off + L] = m + 1
+            window = torch.tensor([p - 1] + list(range(off, off + L - 1)))  # c[0] comes from the prompt's end
+            at[r, m] = window[torch.arange(K).clamp(max=L - 1)]  # past the completion: masked out
+            targets[r, m, :L], mask[r, m, :L] = torch.tensor(c), 1.0
+            take.append(r * M + m)
+            off += L
+    attn = None  # one sequence per row: right padding needs no mask under causal attention (flash-friendly)
+    if M > 1:
+        q, k = segment[:, :, None], segment[:, None, :]
+        attn = torch.tril(torch.ones(T, T, dtype=torch.bool)) & ((k == 0) | (k == q))
+    else:
+        positions = None  # the default arange; explicit zeros on padding would read as packed segments
+    take = torch.tensor(take)
+    to = lambda t: t.to(device) if t is not None else None  # noqa: E731
+    return dict(ids=to(ids), positions=to(positions), attn=to(attn), at=to(at), targets=to(targets),
+                take=to(take), mask=to(mask.view(B * M, K)[take]))
 
 
-def forward_logprobs(model, ids, pos, temperature=1.0, vocab_limit=None):
-    """Logprobs (B, K) in fp32 of the tokens after positions `pos` (logits / temperature, as verl scores rollouts).
-    Ids past the tokenizer's vocabulary are excluded, as in the sampler, so both score the same distribution."""
-    logits = model(ids, logits_at=pos)
-    return token_logprobs(logits[..., :vocab_limit], ids.gather(1, pos + 1), temperature=temperature)
+def forward_logprobs(model, mb, temperature=1.0, vocab_limit=None):
+    """Logprobs (sequences, K) in fp32 of each sequence's completion tokens (logits / temperature, as verl scores
+    rollouts). Ids past the tokenizer's vocabulary are excluded, as in the sampler, so both score the same
+    distribution."""
+    B, M, K = mb["at"].shape
+    logits = model(mb["ids"], position_ids=mb["positions"], attention_mask=mb["attn"], logits_at=mb["at"].view(B, -1))
+    logits = logits.view(B * M, K, -1)[mb["take"]]
+    return token_logprobs(logits[..., :vocab_limit], mb["targets"].view(B * M, K)[mb["take"]], temperature=temperature)
 
 
 @torch.no_grad()
-def batch_logprobs(model, seqs, plan, pad_id, device, temperature, vocab_limit):
-    out = []
-    for idx in plan:
-        ids, pos, _ = collate(seqs, idx, pad_id, device)
-        out.append(forward_logprobs(model, ids, pos, temperature, vocab_limit))
+def batch_logprobs(model, seqs, plan, pad_id, device, temperature, vocab_limit, pack_len=0):
+    out = [forward_logprobs(model, collate(seqs, idx, pad_id, device, pack_len), temperature, vocab_limit)
+           for idx in plan]
     tdist.reshard(model)  # FSDP2 keeps the root unsharded after a no-grad forward
     return out
 
@@ -309,11 +358,13 @@ def grpo_step(cfg, step, records, prompt_ids, streams, tok, policy, ref, sampler
     # Mini-batches of whole groups: this rank's share of mini_batch_size prompts, n sequences each.
     per_rank = cfg.mini_batch_size // world * cfg.n
     minis = [list(range(i, min(i + per_rank, len(seqs)))) for i in range(0, len(seqs), per_rank)]
-    plans = [[[mb[j] for j in g] for g in plan_micro_batches([seqs[i] for i in mb], cfg.micro_batch_tokens, device)]
-             for mb in minis]
+    plans = [[[mb[j] for j in g] for g in plan_micro_batches([seqs[i] for i in mb], cfg.micro_batch_tokens, device,
+                                                               cfg.pack_len)] for mb in minis]
     pad = tok.pad_token_id
-    old = [batch_logprobs(policy, seqs, plan, pad, device, cfg.temperature, tok.vocab_size) for plan in plans]
-    refs = [batch_logprobs(ref, seqs, plan, pad, device, cfg.temperature, tok.vocab_size) for plan in plans] \
+    old = [batch_logprobs(policy, seqs, plan, pad, device, cfg.temperature, tok.vocab_size, cfg.pack_len)
+           for plan in plans]
+    refs = [batch_logprobs(ref, seqs, plan, pad, device, cfg.temperature, tok.vocab_size, cfg.pack_len)
+            for plan in plans] \
         if ref else None
     # Sampler vs trainer: the same tokens scored by both; a large gap silently biases the importance ratio.
     gaps = []
@@ -335,8 +386,8 @@ def grpo_step(cfg, step, records, prompt_ids, streams, tok, policy, ref, sampler
         # over all tokens (or sequences) of the mini-batch, not a mean of per-micro-batch means.
         num_tokens, num_seqs = max(global_tokens / world, 1e-8), max(global_seqs / world, 1e-8)
         for j, idx in enumerate(plan):
-            ids, pos, mask = collate(seqs, idx, pad, device)
-            lp = forward_logprobs(policy, ids, pos, cfg.temperature, tok.vocab_size)
+            mb = collate(seqs, idx, pad, device, cfg.pack_len)
+            lp, mask = forward_logprobs(policy, mb, cfg.temperature, tok.vocab_size), mb["mask"]
             a = adv[idx] if idx else torch.zeros(1, device=device)
             loss, met = grpo_loss(lp, old[m][j], refs[m][j] if refs else None, a, mask, clip_eps=cfg.clip_eps,
                                   clip_eps_high=cfg.clip_eps_high or None, kl_coef=cfg.kl_coef if refs else 0.0,
@@ -383,8 +434,8 @@ def sft_step(cfg, records, prompt_ids, tok, policy, optimizer, scheduler, device
         num_tokens = max(tdist.all_reduce([sum(len(s) - p for s, p in mb)], device=device)[0] / world, 1e-8)
         total = 0.0
         for idx in plan:
-            ids, pos, mask = collate(mb, idx, tok.pad_token_id, device)
-            lp = forward_logprobs(policy, ids, pos, vocab_limit=tok.vocab_size)
+            batch = collate(mb, idx, tok.pad_token_id, device)
+            lp, mask = forward_logprobs(policy, batch, vocab_limit=tok.vocab_size), batch["mask"]
             loss = -(lp * mask).sum() / num_tokens
             loss.backward()
             total += loss.item()

@@ -195,7 +195,8 @@ class Transformer(nn.Module):
 
     def forward(self, input_ids, position_ids=None, attention_mask=None, cache: KVCache | None = None,
                 cache_rows=None, logits_at=None):
-        """input_ids (B, T). attention_mask (B, T), 1 = real token, for padded batches (left or right).
+        """input_ids (B, T). attention_mask (B, T), 1 = real token, for padded batches (left or right); or a boolean
+        (B, T, T), True where query i may attend key j (e.g. several completions sharing one prompt in a row).
         position_ids (B, T): default arange, or cumsum(attention_mask) - 1 when a mask is given; rows that
         restart at 0 mid-row are packed sequences and attend only within their own segment.
         cache + cache_rows (B,): prefill, store K/V of row b in cache row cache_rows[b] (right-padded prompts).
@@ -205,6 +206,8 @@ class Transformer(nn.Module):
         """
         B, T = input_ids.shape
         if position_ids is None:
+            if attention_mask is not None and attention_mask.dim() == 3:
+                raise ValueError("an explicit (B, T, T) attention_mask needs explicit position_ids")
             if attention_mask is not None:
                 position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
             else:
@@ -234,6 +237,9 @@ class Transformer(nn.Module):
     @staticmethod
     def _train_mask(position_ids, attention_mask):
         """None (plain causal, lets SDPA pick flash attention) unless the batch is padded or packed."""
+        if attention_mask is not None and attention_mask.dim() == 3:  # explicit (B, T, T); a query always sees itself
+            eye = torch.eye(attention_mask.shape[-1], dtype=torch.bool, device=attention_mask.device)
+            return (attention_mask.bool() | eye)[:, None]
         packed = bool((position_ids[:, 1:] == 0).any()) if position_ids.shape[1] > 1 else False
         padded = attention_mask is not None and not bool(attention_mask.all())
         if not (packed or padded):

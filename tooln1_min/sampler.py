@@ -145,9 +145,10 @@ def generate(model: Transformer, prompts: list[list[int]], *, n: int = 1, max_ne
     chunks = [order[i:i + per_chunk] for i in range(0, len(order), per_chunk)]
     report = _Progress(progress)
     for c, idx in enumerate(chunks):
-        out = _generate_chunk(model, [prompts[i] for i in idx], [stream_ids[i] for i in idx], n, max_new_tokens, temperature, top_p, top_k,
-                              set(stop_token_ids), seed, vocab_limit, max_len, prefill_tokens, ignore_stop, step_fn,
-                              sync_every, device, lambda m: report(f"chunk {c + 1}/{len(chunks)}: {m}"))
+        out = _generate_chunk(model, [prompts[i] for i in idx], [stream_ids[i] for i in idx], n, max_new_tokens,
+                              temperature, top_p, top_k, set(stop_token_ids), seed, vocab_limit, max_len,
+                              prefill_tokens, ignore_stop, step_fn, sync_every, device,
+                              lambda m: report(f"chunk {c + 1}/{len(chunks)}: {m}"))
         for i, samples in zip(idx, out):
             results[i] = samples
     return results

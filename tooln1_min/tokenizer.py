@@ -202,7 +202,7 @@ def train_tokenizer(texts, vocab_size: int = 2000, chat_template: str = CHATML_T
               "unk_token": None, "chat_template": chat_template, "model_max_length": 131072,
               # Qwen2Tokenizer would rebuild Qwen's own pre-tokenizer in some transformers versions; the generic
               # fast class loads tokenizer.json exactly as written.
-              "tokenizer_class": "Qwen2Tokenizer" if split == "qwen" else "PreTrainedTokenizerFast", "clean_up_tokenization_spaces": False, "errors": "replace",
-              "split_special_tokens": False}
+              "tokenizer_class": "Qwen2Tokenizer" if split == "qwen" else "PreTrainedTokenizerFast",
+              "clean_up_tokenization_spaces": False, "errors": "replace", "split_special_tokens": False}
     gen = {"bos_token_id": eot, "pad_token_id": eot, "eos_token_id": [im_end, eot]}
     return Tokenizer(tok, config, gen)
