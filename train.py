@@ -168,9 +168,9 @@ def collate(seqs, idx, pad_id, device, pack_len=0):
     else:
         positions = None  # the default arange; explicit zeros on padding would read as packed segments
     take = torch.tensor(take)
-    to = lambda t: t.to(device) if t is not None else None  # noqa: E731
-    return dict(ids=to(ids), positions=to(positions), attn=to(attn), at=to(at), targets=to(targets),
-                take=to(take), mask=to(mask.view(B * M, K)[take]))
+    out = dict(ids=ids, positions=positions, attn=attn, at=at, targets=targets, take=take,
+               mask=mask.view(B * M, K)[take])
+    return {k: v.to(device) if v is not None else None for k, v in out.items()}
 
 
 def forward_logprobs(model, mb, temperature=1.0, vocab_limit=None):
