@@ -280,6 +280,17 @@ def test_split_and_shuffle_are_deterministic(records):
     assert sorted(r["id"] for r in shuffled) == sorted(r["id"] for r in records)
 
 
+def test_split_keeps_a_toolace_dialogue_on_one_side():
+    records = [{"id": f"toolace-{d}-{t}", "source": "toolace"} for d in range(40) for t in range(d % 4 + 1)]
+    records += [{"id": f"xlam-{i}", "source": "xlam"} for i in range(60)]
+    for seed in range(5):
+        train, test = split_records(records, test_frac=0.2, seed=seed)
+        train_dialogues = {r["id"].rsplit("-", 1)[0] for r in train if r["source"] == "toolace"}
+        assert not any(r["id"].rsplit("-", 1)[0] in train_dialogues for r in test if r["source"] == "toolace")
+        assert len(train) + len(test) == len(records) and abs(len(test) - 0.2 * len(records)) <= 3
+        assert any(r["source"] == "toolace" for r in test) and any(r["source"] == "xlam" for r in test)
+
+
 # --- xLAM ------------------------------------------------------------------------------------------------------
 
 def test_xlam_round_trip_from_synthetic(records, tmp_path):

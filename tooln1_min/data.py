@@ -111,13 +111,30 @@ def shuffle_records(records, seed: int) -> list:
     return out
 
 
+def _dialogue(record, index: int):
+    """Records that must land on the same side of a split: the turns of one ToolACE dialogue share an id prefix."""
+    rid = record.get("id")
+    if record.get("source") == "toolace" and isinstance(rid, str) and rid.count("-") >= 2:
+        return rid.rsplit("-", 1)[0]
+    return index
+
+
 def split_records(records, test_frac: float = 0.1, seed: int = 0) -> tuple[list[dict], list[dict]]:
-    """Deterministic (train, test) split (Tool-N1 used 90/10); each part keeps the input order."""
+    """Deterministic (train, test) split (Tool-N1 used 90/10); each part keeps the input order. The turns of one
+    ToolACE dialogue stay together, so the test split never sees a conversation the policy trained on."""
     if not 0.0 <= test_frac <= 1.0:
         raise ValueError(f"test_frac must be in [0, 1], got {test_frac}")
-    order = list(range(len(records)))
+    groups: dict = {}
+    for i, r in enumerate(records):
+        groups.setdefault(_dialogue(r, i), []).append(i)
+    members = list(groups.values())
+    order = list(range(len(members)))
     random.Random(seed).shuffle(order)
-    test_ids = set(order[:round(len(records) * test_frac)])
+    want, test_ids = round(len(records) * test_frac), set()
+    for g in order:
+        if len(test_ids) >= want:
+            break
+        test_ids.update(members[g])
     train = [r for i, r in enumerate(records) if i not in test_ids]
     test = [r for i, r in enumerate(records) if i in test_ids]
     return train, test
