@@ -18,6 +18,8 @@ import json
 import os
 import re
 
+from .data import read_jsonl
+
 # ---------------------------------------------------------------------------------------------------------
 # Categories
 
@@ -75,17 +77,8 @@ def find_bfcl_dir(user_dir: str | None = None) -> str:
     return data_dir
 
 
-def _read_jsonl(path: str) -> list[dict]:
-    rows = []
-    with open(path, encoding="utf-8") as f:
-        for line_no, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{line_no}: not valid JSON ({e})") from None
-    return rows
+def _rows(path: str) -> list:
+    return [row for _, row in read_jsonl(path)]
 
 
 def load_category(bfcl_dir: str, category: str, limit: int | None = None) -> list[dict]:
@@ -94,12 +87,12 @@ def load_category(bfcl_dir: str, category: str, limit: int | None = None) -> lis
     path = os.path.join(bfcl_dir, f"{FILE_PREFIX}{category}.json")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"BFCL question file missing: {path}")
-    entries = [{"id": r["id"], "question": r["question"], "function": r["function"]} for r in _read_jsonl(path)]
+    entries = [{"id": r["id"], "question": r["question"], "function": r["function"]} for r in _rows(path)]
     if limit is not None:
         entries = entries[:limit]
     answer_path = os.path.join(bfcl_dir, "possible_answer", f"{FILE_PREFIX}{category}.json")
     if os.path.isfile(answer_path):
-        answers = {r["id"]: r["ground_truth"] for r in _read_jsonl(answer_path)}
+        answers = {r["id"]: r["ground_truth"] for r in _rows(answer_path)}
         for entry in entries:
             if entry["id"] not in answers:
                 raise ValueError(f"{answer_path} has no ground truth for {entry['id']!r}")

@@ -77,22 +77,29 @@ def validate_record(record) -> None:
         raise ValueError(f"record {rid}: 'allow_empty_call' must be true or false")
 
 
-def load_records(path) -> list[dict]:
-    """Read a JSONL file of records; the first malformed line raises ValueError naming the file and line."""
-    records = []
+def read_jsonl(path):
+    """Yield (line number, parsed row) for each non-blank line; a malformed line raises ValueError naming the file
+    and line."""
     with open(path, encoding="utf-8") as f:
         for lineno, line in enumerate(f, 1):
             if not line.strip():
                 continue
             try:
-                record = json.loads(line)
+                row = json.loads(line)
             except ValueError as e:
                 raise ValueError(f"{path}:{lineno}: not valid JSON ({e})") from None
-            try:
-                validate_record(record)
-            except ValueError as e:
-                raise ValueError(f"{path}:{lineno}: {e}") from None
-            records.append(record)
+            yield lineno, row
+
+
+def load_records(path) -> list[dict]:
+    """Read a JSONL file of records; the first malformed line raises ValueError naming the file and line."""
+    records = []
+    for lineno, record in read_jsonl(path):
+        try:
+            validate_record(record)
+        except ValueError as e:
+            raise ValueError(f"{path}:{lineno}: {e}") from None
+        records.append(record)
     return records
 
 
@@ -885,6 +892,9 @@ def _synthetic_case(rng, case: str, max_tools: int, library) -> tuple[str, list[
     return query, [tool] + _distractors(rng, library, [tool], extra), [call]
 
 
+CASES = ("single", "multiple", "parallel", "no_call")  # synthetic_records' case types (record["case"])
+
+
 def synthetic_records(n: int, seed: int = 0, max_tools: int = 3, p_parallel: float = 0.2, p_no_call: float = 0.1,
                       p_multiple: float = 0.4, tools=None) -> list[dict]:
     """n seeded tool-calling records with short queries and 1..max_tools offered tools.
@@ -965,7 +975,7 @@ def main(argv=None):
         records = synthetic_records(args.n, args.seed, args.max_tools, args.p_parallel, args.p_no_call,
                                     args.p_multiple)
         save_records(records, args.output)
-        counts = {c: sum(r["case"] == c for r in records) for c in ("single", "multiple", "parallel", "no_call")}
+        counts = {c: sum(r["case"] == c for r in records) for c in CASES}
         print(f"synthetic: {len(records)} records (seed {args.seed}): " + ", ".join(f"{k} {v}" for k, v in
                                                                                     counts.items()))
         print(f"wrote {len(records)} records to {args.output}")

@@ -21,9 +21,8 @@ from dataclasses import asdict, dataclass
 import torch
 
 from . import dist as tdist
-from .data import render_prompt, render_target, save_records, split_records, synthetic_records
+from .data import CASES, render_prompt, render_target, save_records, split_records, synthetic_records
 from .model import ModelConfig, Transformer
-from .rollout import CASES
 from .tokenizer import CHATML_TEMPLATE, train_tokenizer
 
 

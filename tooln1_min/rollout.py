@@ -6,12 +6,9 @@ of records; `heldout_eval` sums the counts over ranks.
 from dataclasses import dataclass
 
 from . import dist as tdist
-from .data import render_prompt
+from .data import CASES, render_prompt
 from .reward import assistant_part, has_think, parse_tool_calls, tool_call_reward
 from .sampler import generate
-
-
-CASES = ("single", "multiple", "parallel", "no_call")  # synthetic_records' case types, reported separately
 
 
 @dataclass
