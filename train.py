@@ -91,8 +91,10 @@ def make_sequences(prompt_ids, completion_ids):
     return [(p + c, len(p)) for p, c in zip(prompt_ids, completion_ids)]
 
 
-def _same_prompt(a, b) -> bool:
-    return a[1] == b[1] and a[0][:a[1]] == b[0][:b[1]]
+def _joins(seqs, prev, i, row_len, pack_len) -> bool:
+    """Whether sequence i continues the row that sequence prev ends: same prompt, and the row stays <= pack_len."""
+    (a, p), (b, q) = seqs[prev], seqs[i]
+    return bool(pack_len) and row_len + len(b) - q <= pack_len and p == q and a[:p] == b[:q]
 
 
 def pack_rows(seqs, idx, pack_len):
@@ -101,8 +103,7 @@ def pack_rows(seqs, idx, pack_len):
     rows, lengths = [], []
     for i in idx:
         s, start = seqs[i]
-        fits = pack_len and lengths and lengths[-1] + len(s) - start <= pack_len
-        if fits and _same_prompt(seqs[rows[-1][0]], seqs[i]):
+        if rows and _joins(seqs, rows[-1][-1], i, lengths[-1], pack_len):
             rows[-1].append(i)
             lengths[-1] += len(s) - start
         else:
@@ -117,9 +118,10 @@ def plan_micro_batches(seqs, token_budget, device, pack_len=0):
     the max over ranks."""
     groups, cur, lengths = [], [], []
     for i, (s, start) in enumerate(seqs):
-        joins = cur and pack_len and _same_prompt(seqs[cur[-1]], seqs[i]) and \
-            lengths[-1] + len(s) - start <= pack_len
-        new = lengths[:-1] + [lengths[-1] + len(s) - start] if joins else lengths + [len(s)]
+        if cur and _joins(seqs, cur[-1], i, lengths[-1], pack_len):
+            new = lengths[:-1] + [lengths[-1] + len(s) - start]
+        else:
+            new = lengths + [len(s)]
         if cur and max(new) * len(new) > token_budget:
             groups.append(cur)
             cur, new = [], [len(s)]
