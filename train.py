@@ -51,6 +51,8 @@ class TrainConfig:
     clip_eps_high: float = 0.0       # 0: symmetric clip
     loss_agg: str = "token-mean"
     scale_std: bool = True           # False: Dr. GRPO advantages
+    filter_groups: bool = False      # DAPO: groups whose samples all got the same reward (no advantage) skip the
+                                     # scoring and the update; the token-mean is then over the informative groups
     epochs: int = 7
     max_steps: int = 0               # 0: epochs * len(data) / batch_size
     max_prompt_len: int = 4096
@@ -328,9 +330,9 @@ def evaluate(cfg, sampler_model, tok, rank, world, device, label):
 
 def format_line(m):
     keys = [("step", "d"), ("reward", ".3f"), ("accuracy", ".3f"), ("format", ".3f"), ("resp_len", ".1f"),
-            ("kl", ".4f"), ("clip_frac", ".3f"), ("grad_norm", ".3f"), ("loss", ".4f"), ("tok_per_s", ".0f"),
-            ("t_rollout", ".1f"), ("t_logprobs", ".1f"), ("t_update", ".1f"), ("lp_mismatch_max", ".2e"),
-            ("eval_accuracy", ".3f")]
+            ("informative", ".2f"), ("kl", ".4f"), ("clip_frac", ".3f"), ("grad_norm", ".3f"), ("loss", ".4f"),
+            ("tok_per_s", ".0f"), ("t_rollout", ".1f"), ("t_logprobs", ".1f"), ("t_update", ".1f"),
+            ("lp_mismatch_max", ".2e"), ("eval_accuracy", ".3f")]
     return "  ".join(f"{k} {m[k]:{f}}" for k, f in keys if k in m)
 
 
@@ -357,9 +359,12 @@ def grpo_step(cfg, step, records, prompt_ids, streams, tok, policy, ref, sampler
     rewards = torch.tensor([e.reward for e in episodes], dtype=torch.float)
     advantages = group_advantages(rewards, cfg.n, scale_std=cfg.scale_std)
     seqs = make_sequences([e.prompt_ids for e in episodes], [e.completion_ids for e in episodes])
+    # A group whose rewards are all equal has zero advantage everywhere: only its KL term would train.
+    informative = (rewards.view(-1, cfg.n).std(-1) > 0 if cfg.n > 1 else torch.ones(len(records), dtype=torch.bool))
+    keep = informative.repeat_interleave(cfg.n) if cfg.filter_groups else torch.ones(len(seqs), dtype=torch.bool)
     # Mini-batches of whole groups: this rank's share of mini_batch_size prompts, n sequences each.
     per_rank = cfg.mini_batch_size // world * cfg.n
-    minis = [list(range(i, min(i + per_rank, len(seqs)))) for i in range(0, len(seqs), per_rank)]
+    minis = [[i for i in range(lo, min(lo + per_rank, len(seqs))) if keep[i]] for lo in range(0, len(seqs), per_rank)]
     plans = [[[mb[j] for j in g] for g in plan_micro_batches([seqs[i] for i in mb], cfg.micro_batch_tokens, device,
                                                                cfg.pack_len)] for mb in minis]
     pad = tok.pad_token_id
@@ -378,12 +383,14 @@ def grpo_step(cfg, step, records, prompt_ids, streams, tok, policy, ref, sampler
     gaps = torch.cat(gaps) if gaps else torch.zeros(1)
     t2 = time.time()
 
-    sums = dict(loss=0.0, kl=0.0, clip_frac=0.0, ratio_max=0.0)
+    sums = dict(loss=0.0, kl=0.0, clip_frac=0.0, ratio_max=0.0, tokens=0.0)
     grad_norms, n_updates = [], 0
     adv = advantages.to(device)
     for m, plan in enumerate(plans):
         local_tokens = sum(len(seqs[i][0]) - seqs[i][1] for idx in plan for i in idx)
         global_tokens, global_seqs = tdist.all_reduce([local_tokens, sum(map(len, plan))], device=device)
+        if global_seqs == 0:  # every group of this mini-batch filtered out, on every rank: nothing to learn
+            continue
         # FSDP averages gradients over ranks: dividing by global/world makes that average the global mean
         # over all tokens (or sequences) of the mini-batch, not a mean of per-micro-batch means.
         num_tokens, num_seqs = max(global_tokens / world, 1e-8), max(global_seqs / world, 1e-8)
@@ -397,6 +404,7 @@ def grpo_step(cfg, step, records, prompt_ids, streams, tok, policy, ref, sampler
                                   max_len=cfg.max_new_tokens)
             loss.backward()
             w = float(mask.sum())
+            sums["tokens"] += w
             sums["loss"] += loss.item()
             sums["kl"] += float(met.get("kl", torch.tensor(0.0))) * w
             sums["clip_frac"] += float(met["clip_frac"]) * w
@@ -409,13 +417,15 @@ def grpo_step(cfg, step, records, prompt_ids, streams, tok, policy, ref, sampler
     n_tok = sum(len(e.completion_ids) for e in episodes)
     tot = tdist.all_reduce([float(rewards.sum()), float((rewards == 1).sum()), sum(e.format_ok for e in episodes),
                             n_tok, len(episodes), sums["kl"], sums["clip_frac"], reward_errors,
-                            sum(e.finish_reason == "length" for e in episodes), float(gaps.sum()), gaps.numel()],
+                            sum(e.finish_reason == "length" for e in episodes), float(gaps.sum()), gaps.numel(),
+                            float(informative.sum()), len(records), sums["tokens"]],
                            device=device)
     gap_max = tdist.all_reduce([float(gaps.max())], op=torch.distributed.ReduceOp.MAX, device=device)[0]
-    count, tokens = max(tot[4], 1), max(tot[3], 1)
+    count, tokens, trained = max(tot[4], 1), max(tot[3], 1), max(tot[13], 1)
     return dict(reward=tot[0] / count, accuracy=tot[1] / count, format=tot[2] / count, resp_len=tot[3] / count,
-                kl=tot[5] / tokens, clip_frac=tot[6] / tokens, ratio_max=sums["ratio_max"],
-                grad_norm=sum(grad_norms) / len(grad_norms), loss=sums["loss"] / max(n_updates, 1),
+                informative=tot[11] / max(tot[12], 1), kl=tot[5] / trained, clip_frac=tot[6] / trained,
+                ratio_max=sums["ratio_max"],
+                grad_norm=sum(grad_norms) / max(len(grad_norms), 1), loss=sums["loss"] / max(n_updates, 1),
                 updates=n_updates, reward_errors=int(tot[7]), truncated=tot[8] / count,
                 lp_mismatch_mean=tot[9] / max(tot[10], 1), lp_mismatch_max=gap_max,
                 tok_per_s=tokens / max(t1 - t0, 1e-9), t_rollout=t1 - t0, t_logprobs=t2 - t1, t_update=t3 - t2,
@@ -444,7 +454,7 @@ def sft_step(cfg, records, prompt_ids, tok, policy, optimizer, scheduler, device
         losses.append(total)
         grad_norms.append(optimizer_step(cfg, policy, optimizer, scheduler))
     tokens = tdist.all_reduce([sum(len(s) for s, _ in seqs)], device=device)[0]
-    return dict(loss=sum(losses) / len(losses), grad_norm=sum(grad_norms) / len(grad_norms),
+    return dict(loss=sum(losses) / len(losses), grad_norm=sum(grad_norms) / max(len(grad_norms), 1),
                 tok_per_s=tokens / max(time.time() - t0, 1e-9), t_update=time.time() - t0,
                 lr=scheduler.get_last_lr()[0])
 

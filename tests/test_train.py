@@ -78,6 +78,21 @@ def test_activation_checkpointing_leaves_the_update_unchanged(tiny, tmp_path):
     assert [m["reward"] for m in _metrics(tmp_path / "plain")] == [m["reward"] for m in _metrics(tmp_path / "ckpt")]
 
 
+def test_filter_groups_skips_groups_without_signal(tiny, tmp_path):
+    """The untrained model never earns a reward: every group is uninformative. With --filter-groups nothing is
+    scored or updated (weights stay bit-identical despite weight decay); without it, weight decay moves them."""
+    base, data = tiny
+    _run(_grpo_args(base, data, tmp_path / "filtered", weight_decay=0.1) + ["--filter-groups"], nproc=2)
+    _run(_grpo_args(base, data, tmp_path / "plain", weight_decay=0.1))
+    start = load_file(os.path.join(base, "model.safetensors"))
+    filtered, plain = _weights(tmp_path / "filtered"), _weights(tmp_path / "plain")
+    assert all(torch.equal(filtered[k], start[k]) for k in start)
+    assert any(not torch.equal(plain[k], start[k]) for k in start)
+    for m in _metrics(tmp_path / "filtered"):
+        assert m["reward"] == 0.0 and m["informative"] == 0.0 and m["updates"] == 0
+    assert all(m["updates"] == 2 for m in _metrics(tmp_path / "plain"))
+
+
 def test_cpu_offload_without_a_gpu_is_a_clear_error(tiny, tmp_path):
     base, data = tiny
     res = subprocess.run([sys.executable, "train.py"] + _grpo_args(base, data, tmp_path / "x") + ["--cpu-offload"],

@@ -39,6 +39,8 @@ class DemoConfig:
     n_records: int = 2400
     tools: str = ",".join(DEMO_TOOLS)  # comma-separated TOOL_LIBRARY names ("" = all of them)
     max_tools: int = 3
+    p_parallel: float = 0.2
+    p_multiple: float = 0.4
     p_no_call: float = 0.2
     test_frac: float = 0.1
     vocab: int = 3000
@@ -55,6 +57,7 @@ class DemoConfig:
     grpo_lr: float = 5e-4
     grpo_kl: float = 1e-3
     grpo_temperature: float = 0.7     # Tool-N1's rollout temperature
+    grpo_filter_groups: bool = True   # DAPO: skip groups whose samples all scored the same (a third faster here)
     max_new_tokens: int = 64
     eval_records: int = 200
 
@@ -84,8 +87,8 @@ def make_data(cfg: DemoConfig, key: str):
         return path
     os.makedirs(path, exist_ok=True)
     tools = [t.strip() for t in cfg.tools.split(",") if t.strip()] or None
-    records = synthetic_records(cfg.n_records, seed=cfg.seed, max_tools=cfg.max_tools, p_no_call=cfg.p_no_call,
-                                tools=tools)
+    records = synthetic_records(cfg.n_records, seed=cfg.seed, max_tools=cfg.max_tools, p_parallel=cfg.p_parallel,
+                                p_multiple=cfg.p_multiple, p_no_call=cfg.p_no_call, tools=tools)
     train, test = split_records(records, test_frac=cfg.test_frac, seed=cfg.seed)
     save_records(train, os.path.join(path, "train.jsonl"))
     save_records(test[:cfg.eval_records], os.path.join(path, "test.jsonl"))
@@ -167,7 +170,9 @@ def run_demo(argv, train_script):
     p.add_argument("--stage", choices=["data", "base", "sft", "grpo", "all"], default="all",
                    help="run up to this stage (earlier stages come from the cache or are rebuilt)")
     for k, v in asdict(DemoConfig()).items():
-        if k not in ("out", "seed"):
+        if isinstance(v, bool):
+            p.add_argument(f"--{k.replace('_', '-')}", action=argparse.BooleanOptionalAction, default=None)
+        elif k not in ("out", "seed"):
             p.add_argument(f"--{k.replace('_', '-')}", type=type(v), default=None)
     args = vars(p.parse_args(argv))
     over = {k: v for k, v in args.items() if k in DemoConfig.__dataclass_fields__ and v is not None}
@@ -175,8 +180,8 @@ def run_demo(argv, train_script):
     rank, world, device = tdist.init_distributed()
     t0 = time.time()
     settings = asdict(cfg)
-    k_data = _stage_key("data", {k: settings[k] for k in ("seed", "n_records", "tools", "max_tools",
-                                                                 "p_no_call", "test_frac", "eval_records")})
+    k_data = _stage_key("data", {k: settings[k] for k in ("seed", "n_records", "tools", "max_tools", "p_parallel",
+                                                          "p_multiple", "p_no_call", "test_frac", "eval_records")})
     k_base = _stage_key("base", {k: settings[k] for k in ("seed", "vocab", "hidden", "layers", "heads", "kv_heads")},
                         [k_data])
     if tdist.is_main():
@@ -200,12 +205,13 @@ def run_demo(argv, train_script):
     sft_hf, _ = run_stage(cfg, "sft", k_sft, sft_cfg, train_script)
     if args["stage"] == "sft":
         return
-    k_grpo = _stage_key("grpo", {k: settings[k] for k in ("grpo_steps", "grpo_batch", "grpo_n", "grpo_lr",
-                                                          "grpo_kl", "grpo_temperature", "max_new_tokens")}, [k_sft])
+    grpo_keys = ("grpo_steps", "grpo_batch", "grpo_n", "grpo_lr", "grpo_kl", "grpo_temperature", "grpo_filter_groups",
+                 "max_new_tokens")
+    k_grpo = _stage_key("grpo", {k: settings[k] for k in grpo_keys}, [k_sft])
     grpo_cfg = train_script.TrainConfig(model=sft_hf, out=os.path.join(cfg.out, "grpo"), algo="grpo",
                                         batch_size=cfg.grpo_batch, mini_batch_size=cfg.grpo_batch // 2,
                                         n=cfg.grpo_n, temperature=cfg.grpo_temperature, lr=cfg.grpo_lr,
-                                        kl_coef=cfg.grpo_kl,
+                                        kl_coef=cfg.grpo_kl, filter_groups=cfg.grpo_filter_groups,
                                         max_steps=cfg.grpo_steps, rollout_batch_size=512, **common)
     log(f"[demo] GRPO: {cfg.grpo_steps} steps of {cfg.grpo_batch} prompts x {cfg.grpo_n} samples")
     grpo_hf, evals = run_stage(cfg, "grpo", k_grpo, grpo_cfg, train_script)
