@@ -282,13 +282,26 @@ def test_split_and_shuffle_are_deterministic(records):
 
 def test_split_keeps_a_toolace_dialogue_on_one_side():
     records = [{"id": f"toolace-{d}-{t}", "source": "toolace"} for d in range(40) for t in range(d % 4 + 1)]
-    records += [{"id": f"xlam-{i}", "source": "xlam"} for i in range(60)]
+    records += [{"id": f"xlam-{i}", "source": "xlam", "messages": [{"role": "user", "content": f"q{i}"}]}
+                for i in range(60)]
     for seed in range(5):
         train, test = split_records(records, test_frac=0.2, seed=seed)
         train_dialogues = {r["id"].rsplit("-", 1)[0] for r in train if r["source"] == "toolace"}
         assert not any(r["id"].rsplit("-", 1)[0] in train_dialogues for r in test if r["source"] == "toolace")
         assert len(train) + len(test) == len(records) and abs(len(test) - 0.2 * len(records)) <= 3
         assert any(r["source"] == "toolace" for r in test) and any(r["source"] == "xlam" for r in test)
+
+
+def test_split_keeps_copies_of_a_prompt_on_one_side():
+    """The synthetic generator repeats some prompts (a small template space): a held-out prompt must never also be
+    a training prompt, or the held-out accuracy partly measures memorisation."""
+    records = synthetic_records(600, seed=3)
+    key = lambda r: json.dumps([r["messages"], r["tools"]], sort_keys=True)
+    assert len({key(r) for r in records}) < len(records)  # the generator does repeat prompts
+    for seed in range(3):
+        train, test = split_records(records, test_frac=0.2, seed=seed)
+        assert not {key(r) for r in train} & {key(r) for r in test}
+        assert len(train) + len(test) == len(records) and abs(len(test) - 120) <= 5
 
 
 # --- xLAM ------------------------------------------------------------------------------------------------------

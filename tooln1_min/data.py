@@ -118,22 +118,24 @@ def shuffle_records(records, seed: int) -> list:
     return out
 
 
-def _dialogue(record, index: int):
-    """Records that must land on the same side of a split: the turns of one ToolACE dialogue share an id prefix."""
+def _split_group(record):
+    """Records that must land on the same side of a split: the turns of one ToolACE dialogue (they share an id
+    prefix), and records with the same prompt (messages and tools), so a test prompt is never a training prompt."""
     rid = record.get("id")
     if record.get("source") == "toolace" and isinstance(rid, str) and rid.count("-") >= 2:
         return rid.rsplit("-", 1)[0]
-    return index
+    return json.dumps([record.get("messages"), record.get("tools")], sort_keys=True)
 
 
 def split_records(records, test_frac: float = 0.1, seed: int = 0) -> tuple[list[dict], list[dict]]:
     """Deterministic (train, test) split (Tool-N1 used 90/10); each part keeps the input order. The turns of one
-    ToolACE dialogue stay together, so the test split never sees a conversation the policy trained on."""
+    ToolACE dialogue and the copies of one prompt stay together, so the test split never sees a conversation or a
+    prompt the policy trained on."""
     if not 0.0 <= test_frac <= 1.0:
         raise ValueError(f"test_frac must be in [0, 1], got {test_frac}")
     groups: dict = {}
     for i, r in enumerate(records):
-        groups.setdefault(_dialogue(r, i), []).append(i)
+        groups.setdefault(_split_group(r), []).append(i)
     members = list(groups.values())
     order = list(range(len(members)))
     random.Random(seed).shuffle(order)
