@@ -258,16 +258,21 @@ def run_heldout(args) -> dict:
     device, dtype = pick_device(args.device, args.dtype)
     model, tokenizer = load_checkpoint(args.model, device, dtype)
     max_prompt_len = model.config.max_position_embeddings - 1  # leave room for at least one new token
-    log(f"{args.data}: {len(records)} records, greedy, <= {args.max_new_tokens} new tokens")
+    how = "greedy" if args.samples == 1 else f"{args.samples} samples at T={args.temperature}"
+    log(f"{args.data}: {len(records)} records, {how}, <= {args.max_new_tokens} new tokens")
     t0 = time.time()
     metrics, episodes = heldout_eval(model, tokenizer, records, max_new_tokens=args.max_new_tokens,
-                                     max_prompt_len=max_prompt_len, device=device, max_batch_size=args.batch_size)
+                                     max_prompt_len=max_prompt_len, temperature=args.temperature, n=args.samples,
+                                     seed=args.seed, device=device, max_batch_size=args.batch_size)
     log(f"done in {time.time() - t0:.0f} s")
     _, kept, _ = encode_prompts(tokenizer, records, max_prompt_len)  # the records the episodes index into
-    print(f"held-out {args.data} ({metrics['count']} records, greedy)")
-    for label, key, fmt in [("exact-match accuracy", "accuracy", "{:.1%}"), ("format rate", "format_rate", "{:.1%}"),
-                            ("mean response length", "mean_response_len", "{:.1f}"),
-                            ("skipped (prompt too long)", "skipped_too_long", "{}")]:
+    print(f"held-out {args.data} ({metrics['count']} records, {how})")
+    rows = [("exact-match accuracy", "accuracy", "{:.1%}"), ("format rate", "format_rate", "{:.1%}"),
+            ("mean response length", "mean_response_len", "{:.1f}"),
+            ("skipped (prompt too long)", "skipped_too_long", "{}")]
+    if args.samples > 1:
+        rows.insert(1, (f"pass@{args.samples}", "pass_at_n", "{:.1%}"))
+    for label, key, fmt in rows:
         print(f"  {label:<28}{fmt.format(metrics[key]):>8}")
     outputs = [{"id": kept[e.prompt_index]["id"], "text": e.text, "reward": e.reward, "format_ok": e.format_ok,
                 "completion_tokens": len(e.completion_ids), "finish_reason": e.finish_reason} for e in episodes]
@@ -300,6 +305,10 @@ def main(argv=None) -> dict:
     p.add_argument("--limit", type=int, help="first N entries per category (or N records of --data)")
     p.add_argument("--max-new-tokens", type=int, default=1024)
     p.add_argument("--batch-size", type=int, default=64, help="sequences decoded together")
+    p.add_argument("--samples", type=int, default=1,
+                   help="--data: samples per record (> 1 needs --temperature > 0; adds pass@N)")
+    p.add_argument("--temperature", type=float, default=0.0, help="--data: sampling temperature (0: greedy)")
+    p.add_argument("--seed", type=int, default=0, help="--data: sampling seed")
     p.add_argument("--no-language-hints", action="store_true", help="show BFCL's function docs unmodified")
     p.add_argument("--out", help="results JSON (BFCL default: bfcl_results.json)")
     p.add_argument("--dtype", choices=["bf16", "fp32"], help="default: bf16 on CUDA, fp32 on CPU")
@@ -309,6 +318,11 @@ def main(argv=None) -> dict:
         p.error("choose one of --bench bfcl, --data FILE.jsonl or --rescore RESULTS.json")
     if (args.limit is not None and args.limit < 1) or args.max_new_tokens < 1 or args.batch_size < 1:
         p.error("--limit, --max-new-tokens and --batch-size must be >= 1")
+    if args.samples < 1 or args.temperature < 0 or (args.samples > 1 and args.temperature == 0):
+        p.error(f"--samples {args.samples} --temperature {args.temperature}: need samples >= 1, temperature >= 0, "
+                "and temperature > 0 when samples > 1 (greedy samples are all the same)")
+    if (args.samples > 1 or args.temperature) and not args.data:
+        p.error("--samples and --temperature apply to --data (BFCL decodes greedily)")
     if args.rescore:
         return rescore(args)
     return run_bfcl(args) if args.bench else run_heldout(args)

@@ -212,6 +212,38 @@ def test_heldout_data_path(tiny, tmp_path):
         assert sorted(o["id"] for o in json.load(f)["outputs"]) == sorted(r["id"] for r in records)
 
 
+def test_heldout_pass_at_n_counts_records_with_any_exact_match(tiny, monkeypatch):
+    """Sampled evaluation: accuracy is the mean over every sample, pass@n the share of records solved at least
+    once, per case too (rewards planted by a stand-in rollout, so the expected numbers are exact)."""
+    from tooln1_min import rollout as ro
+    from tooln1_min.tokenizer import Tokenizer
+    records, n = load_records(tiny[1]), 4
+    plan = {0: [1, 0, 0, 0], 2: [1, 1, 1, 1], 3: [0, 0, 1, 0]}  # every other record: all wrong
+
+    def fake_rollout(model, tokenizer, kept, ids, *, n, temperature, seed, **kw):
+        assert temperature == 0.7 and seed == 5
+        return [ro.Episode(i, ids[i], [7, 7], [0.0, 0.0], "", float(r), True, "stop")
+                for i in range(len(kept)) for r in plan.get(i, [0] * n)], 0
+    monkeypatch.setattr(ro, "rollout", fake_rollout)
+    m, eps = ro.heldout_eval(None, Tokenizer.from_pretrained(tiny[0]), records, temperature=0.7, n=n, seed=5)
+    assert len(eps) == n * len(records) and m["count"] == len(records)
+    assert m["accuracy"] == pytest.approx(6 / (n * len(records))) and m["pass_at_n"] == pytest.approx(3 / len(records))
+    assert m["format_rate"] == 1.0 and m["mean_response_len"] == 2.0
+    for case in {r["case"] for r in records}:
+        idx = [i for i, r in enumerate(records) if r["case"] == case]
+        assert m[f"count_{case}"] == len(idx)
+        assert m[f"pass_at_n_{case}"] == pytest.approx(sum(i in plan and max(plan[i]) == 1 for i in idx) / len(idx))
+        assert m[f"accuracy_{case}"] == pytest.approx(sum(sum(plan.get(i, [])) for i in idx) / (n * len(idx)))
+    with pytest.raises(ValueError, match="temperature > 0"):
+        ro.heldout_eval(None, None, records, n=2)
+
+
+def test_eval_samples_need_a_temperature(capsys):
+    with pytest.raises(SystemExit) as e:
+        ev.main(["--model", "m", "--data", "x.jsonl", "--samples", "4"])
+    assert e.value.code == 2 and "temperature > 0 when samples > 1" in capsys.readouterr().err
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Errors
 

@@ -62,25 +62,38 @@ def rollout(model, tokenizer, records, prompt_ids, *, n, max_new_tokens, tempera
     return episodes, errors
 
 
-def heldout_eval(model, tokenizer, records, *, max_new_tokens=256, max_prompt_len=4096, temperature=0.0,
-                 rank=0, world_size=1, device="cpu", max_batch_size=256, progress=False):
+def heldout_eval(model, tokenizer, records, *, max_new_tokens=256, max_prompt_len=4096, temperature=0.0, n=1,
+                 seed=0, rank=0, world_size=1, device="cpu", max_batch_size=256, progress=False):
     """Exact-match accuracy (the training reward), format rate and mean response length on `records`,
-    greedy by default; each rank takes every world_size-th record and the counts are summed."""
+    greedy by default; each rank takes every world_size-th record and the counts are summed.
+
+    n > 1 samples each record n times (temperature > 0): accuracy and the rates are then means over all samples,
+    and pass_at_n is the share of records with at least one exact match, the most GRPO can sharpen towards.
+    """
+    if n < 1 or (n > 1 and temperature <= 0):
+        raise ValueError(f"heldout_eval: n={n} samples need n >= 1, and temperature > 0 when n > 1 (greedy samples "
+                         f"are all the same); got temperature={temperature}")
     mine = records[rank::world_size]
     ids, kept, too_long = encode_prompts(tokenizer, mine, max_prompt_len)
-    eps, _ = rollout(model, tokenizer, kept, ids, n=1, max_new_tokens=max_new_tokens, temperature=temperature,
-                     max_batch_size=max_batch_size, progress=progress) if kept else ([], 0)
+    eps, _ = rollout(model, tokenizer, kept, ids, n=n, max_new_tokens=max_new_tokens, temperature=temperature,
+                     seed=seed, max_batch_size=max_batch_size, progress=progress) if kept else ([], 0)
     case = [kept[e.prompt_index].get("case") for e in eps]  # synthetic records name their case type
+    solved = {e.prompt_index for e in eps if e.reward == 1.0}
     per_case = [x for c in CASES for x in (sum(k == c for k in case),
-                                           sum(e.reward == 1.0 for e, k in zip(eps, case) if k == c))]
-    correct, fmt, length, count, skipped, *per_case = tdist.all_reduce(
+                                           sum(e.reward == 1.0 for e, k in zip(eps, case) if k == c),
+                                           sum(r.get("case") == c for i, r in enumerate(kept) if i in solved))]
+    correct, fmt, length, count, skipped, passed, *per_case = tdist.all_reduce(
         [sum(e.reward == 1.0 for e in eps), sum(e.format_ok for e in eps), sum(len(e.completion_ids) for e in eps),
-         len(eps), too_long, *per_case], device=device)
+         len(eps), too_long, len(solved), *per_case], device=device)
     denom = max(count, 1)
     result = {"accuracy": correct / denom, "format_rate": fmt / denom, "mean_response_len": length / denom,
-              "count": int(count), "skipped_too_long": int(skipped)}
-    for c, n, ok in zip(CASES, per_case[0::2], per_case[1::2]):
-        if n:
-            result[f"accuracy_{c}"] = ok / n
-            result[f"count_{c}"] = int(n)
+              "count": int(count // n), "skipped_too_long": int(skipped)}
+    if n > 1:
+        result["pass_at_n"] = passed / max(count // n, 1)
+    for c, m, ok, hit in zip(CASES, per_case[0::3], per_case[1::3], per_case[2::3]):
+        if m:
+            result[f"accuracy_{c}"] = ok / m
+            result[f"count_{c}"] = int(m // n)
+            if n > 1:
+                result[f"pass_at_n_{c}"] = hit / (m // n)
     return result, eps
