@@ -25,7 +25,7 @@ import time
 import torch
 
 from tooln1_min import bfcl
-from tooln1_min.data import load_records, system_prompt
+from tooln1_min.data import CASES, load_records, system_prompt
 from tooln1_min.model import Transformer
 from tooln1_min.rollout import encode_prompts, heldout_eval
 from tooln1_min.sampler import generate
@@ -274,6 +274,11 @@ def run_heldout(args) -> dict:
         rows.insert(1, (f"pass@{args.samples}", "pass_at_n", "{:.1%}"))
     for label, key, fmt in rows:
         print(f"  {label:<28}{fmt.format(metrics[key]):>8}")
+    for case in CASES:  # synthetic records name their case type
+        if f"count_{case}" in metrics:
+            label = f"{case} ({metrics[f'count_{case}']})"
+            extra = f"   pass@{args.samples} {metrics[f'pass_at_n_{case}']:.1%}" if args.samples > 1 else ""
+            print(f"    {label:<26}{metrics[f'accuracy_{case}']:>8.1%}{extra}")
     outputs = [{"id": kept[e.prompt_index]["id"], "text": e.text, "reward": e.reward, "format_ok": e.format_ok,
                 "completion_tokens": len(e.completion_ids), "finish_reason": e.finish_reason} for e in episodes]
     result = {"bench": "heldout", "model": args.model, "data": args.data, "metrics": metrics, "outputs": outputs}

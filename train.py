@@ -44,6 +44,7 @@ class TrainConfig:
     lr: float = 1e-6
     warmup_steps: int = 0
     weight_decay: float = 0.01
+    adam_beta2: float = 0.999
     grad_clip: float = 1.0
     kl_coef: float = 1e-3            # low-variance k3 KL to the frozen initial policy
     entropy_coef: float = 0.0
@@ -269,7 +270,7 @@ def train(cfg: TrainConfig):
 
     mconf, policy, ref, sampler_model = load_models(cfg, device, need_ref=cfg.algo == "grpo" and cfg.kl_coef > 0)
     optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
-                                  betas=(0.9, 0.999), foreach=True)
+                                  betas=(0.9, cfg.adam_beta2), foreach=True)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg))
     start = 0
     ckpt = os.path.join(cfg.out, "checkpoint")

@@ -200,7 +200,7 @@ def test_bfcl_end_to_end_on_real_bfcl_entries(tiny, tmp_path, capsys):
     assert "[3/3] irrelevance" in printed and "correct/total" in printed
 
 
-def test_heldout_data_path(tiny, tmp_path):
+def test_heldout_data_path(tiny, tmp_path, capsys):
     out = str(tmp_path / "heldout.json")
     result = ev.main(["--model", tiny[0], "--data", tiny[1], "--max-new-tokens", "8", "--out", out])
     metrics = result["metrics"]
@@ -210,6 +210,11 @@ def test_heldout_data_path(tiny, tmp_path):
     assert 0 < metrics["mean_response_len"] <= 8
     with open(out) as f:
         assert sorted(o["id"] for o in json.load(f)["outputs"]) == sorted(r["id"] for r in records)
+    sampled = ev.main(["--model", tiny[0], "--data", tiny[1], "--max-new-tokens", "8", "--samples", "3",
+                       "--temperature", "1.0"])
+    assert len(sampled["outputs"]) == 3 * len(records) and 0.0 <= sampled["metrics"]["pass_at_n"] <= 1.0
+    printed = capsys.readouterr().out
+    assert "pass@3" in printed and any(f"    {c} (" in printed for c in ("single", "multiple", "parallel"))
 
 
 def test_heldout_pass_at_n_counts_records_with_any_exact_match(tiny, monkeypatch):

@@ -93,6 +93,27 @@ def test_filter_groups_skips_groups_without_signal(tiny, tmp_path):
     assert all(m["updates"] == 2 for m in _metrics(tmp_path / "plain"))
 
 
+def test_filter_groups_with_mixed_groups_two_ranks_match_one(tiny, tmp_path):
+    """After a short SFT some groups score mixed (format_partial reward), others do not: with --filter-groups a rank
+    may have nothing left to train on while the other does; 2 FSDP ranks must still equal one process."""
+    base, data = tiny
+    _run(["--model", base, "--data", data, "--algo", "sft", "--batch-size", "8", "--mini-batch-size", "8",
+          "--lr", "1e-2", "--max-steps", "150", "--out", str(tmp_path / "sft"), "--save-every", "1000"])
+    sft = str(tmp_path / "sft" / "checkpoint" / "hf")
+    kw = dict(n=4, max_new_tokens=24, max_steps=3, reward="format_partial", micro_batch_tokens=2000)
+    _run(_grpo_args(sft, data, tmp_path / "one", **kw) + ["--filter-groups"])
+    _run(_grpo_args(sft, data, tmp_path / "two", **kw) + ["--filter-groups"], nproc=2)
+    metrics = _metrics(tmp_path / "one")
+    assert any(0 < m["informative"] < 1 for m in metrics) and any(m["updates"] > 0 for m in metrics)
+    a, b = _weights(tmp_path / "one"), _weights(tmp_path / "two")
+    start = load_file(os.path.join(sft, "model.safetensors"))
+    assert any(not torch.equal(a[k], start[k]) for k in a)
+    for k in a:
+        assert torch.allclose(a[k], b[k], atol=1e-5, rtol=1e-4), k
+    for ma, mb in zip(metrics, _metrics(tmp_path / "two")):
+        assert ma["informative"] == mb["informative"] and ma["updates"] == mb["updates"]
+
+
 def test_cpu_offload_without_a_gpu_is_a_clear_error(tiny, tmp_path):
     base, data = tiny
     res = subprocess.run([sys.executable, "train.py"] + _grpo_args(base, data, tmp_path / "x") + ["--cpu-offload"],
