@@ -9,6 +9,7 @@ training forward -> mini_batch_size optimizer steps over micro-batches bounded b
 copy the new weights into the sampler's model.
 """
 import argparse
+import importlib.util
 import json
 import os
 import sys
@@ -74,6 +75,8 @@ class TrainConfig:
     seed: int = 0
     resume: bool = False
     log_every: int = 1
+    log_to: str = ""                 # also log metrics to: tensorboard (<out>/tensorboard) and/or wandb (offline
+                                     # unless WANDB_MODE says otherwise), comma-separated; neither is required
 
 
 PRESETS = {
@@ -234,6 +237,36 @@ def lr_lambda(cfg):
 
 # ---- the training loop ----
 
+LOGGERS = {"tensorboard": "tensorboard", "wandb": "wandb"}  # --log-to name -> the package it needs
+
+
+def _names(text):
+    return [x.strip() for x in text.split(",") if x.strip()]
+
+
+def open_loggers(cfg):
+    """Extra metric sinks beside metrics.jsonl (main rank only): a list of (log(metrics, step), close) pairs."""
+    sinks = []
+    for name in _names(cfg.log_to):
+        if name == "tensorboard":
+            from torch.utils.tensorboard import SummaryWriter
+            writer = SummaryWriter(os.path.join(cfg.out, "tensorboard"))
+
+            def to_tensorboard(metrics, step, writer=writer):
+                for k, v in metrics.items():
+                    if isinstance(v, (int, float)) and k != "step":
+                        writer.add_scalar(k, v, step)
+                writer.flush()
+            sinks.append((to_tensorboard, writer.close))
+        elif name == "wandb":
+            import wandb
+            run = wandb.init(project="tooln1-min", name=os.path.basename(os.path.abspath(cfg.out)), dir=cfg.out,
+                             config=asdict(cfg), mode=os.environ.get("WANDB_MODE", "offline"))
+            sinks.append((lambda metrics, step: run.log({k: v for k, v in metrics.items() if k != "step"}, step=step),
+                          run.finish))
+    return sinks
+
+
 def check_inputs(cfg, world, device):
     if not cfg.model or not os.path.isfile(os.path.join(cfg.model, "config.json")):
         raise SystemExit(f"--model {cfg.model!r}: not a Hugging Face checkpoint folder (no config.json)")
@@ -245,6 +278,12 @@ def check_inputs(cfg, world, device):
         raise SystemExit(f"batch_size {cfg.batch_size} is not a multiple of mini_batch_size {cfg.mini_batch_size}")
     if cfg.mini_batch_size % world:
         raise SystemExit(f"mini_batch_size {cfg.mini_batch_size} does not divide across {world} ranks")
+    for name in _names(cfg.log_to):
+        if name not in LOGGERS:
+            raise SystemExit(f"--log-to {name!r}: expected a comma-separated subset of {sorted(LOGGERS)}")
+        if importlib.util.find_spec(LOGGERS[name]) is None:
+            raise SystemExit(f"--log-to {name}: the {LOGGERS[name]} package is not installed "
+                             f"(pip install {LOGGERS[name]})")
     if cfg.cpu_offload and device.type != "cuda":
         raise SystemExit("--cpu-offload keeps FSDP shards and optimizer state in host memory between GPU uses; "
                          "this run has no GPU, so everything is in host memory already (drop the flag)")
@@ -285,9 +324,12 @@ def train(cfg: TrainConfig):
         with open(os.path.join(cfg.out, "train_config.json"), "w") as f:
             json.dump(asdict(cfg), f, indent=1)
 
+    loggers = open_loggers(cfg) if tdist.is_main() else []
     evals = {}
     if cfg.eval_data and start == 0:
         evals["before"] = evaluate(cfg, sampler_model, tok, rank, world, device, "before")
+        for write, _ in loggers:
+            write({f"eval_{k}": v for k, v in evals["before"].items()}, 0)
     for step in range(start, max_steps):
         # Deterministic data order: epoch e is a seeded shuffle; step s takes its own slice (resume-exact).
         epoch, k = divmod(step, steps_per_epoch)
@@ -309,6 +351,8 @@ def train(cfg: TrainConfig):
         if tdist.is_main():
             with open(os.path.join(cfg.out, "metrics.jsonl"), "a") as f:
                 f.write(json.dumps(metrics) + "\n")
+            for write, _ in loggers:
+                write(metrics, step + 1)
             if (step + 1) % cfg.log_every == 0 or step + 1 == max_steps:
                 print(format_line(metrics), flush=True)
         if (step + 1) % cfg.save_every == 0 or step + 1 == max_steps:
@@ -316,6 +360,10 @@ def train(cfg: TrainConfig):
     if cfg.eval_data:
         sync_sampler(policy, sampler_model)
         evals["after"] = evaluate(cfg, sampler_model, tok, rank, world, device, "after")
+        for write, _ in loggers:
+            write({f"eval_{k}": v for k, v in evals["after"].items()}, max_steps)
+    for _, close in loggers:
+        close()
     return evals
 
 

@@ -114,6 +114,44 @@ def test_filter_groups_with_mixed_groups_two_ranks_match_one(tiny, tmp_path):
         assert ma["informative"] == mb["informative"] and ma["updates"] == mb["updates"]
 
 
+def test_log_to_tensorboard_writes_every_step(tiny, tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    base, data = tiny
+    _run(_grpo_args(base, data, tmp_path / "tb", max_steps=3) + ["--log-to", "tensorboard"])
+    events = EventAccumulator(str(tmp_path / "tb" / "tensorboard"))
+    events.Reload()
+    rewards = events.Scalars("reward")
+    assert [e.step for e in rewards] == [1, 2, 3]
+    assert [e.value for e in rewards] == pytest.approx([m["reward"] for m in _metrics(tmp_path / "tb")])
+    assert [e.step for e in events.Scalars("kl")] == [1, 2, 3]
+
+
+def test_log_to_wandb_is_offline_unless_asked(tmp_path, monkeypatch):
+    """W&B through a stand-in module (the package is not a dependency): offline by default, the run config
+    recorded, each step logged at its step number, the run finished."""
+    import types
+    import train
+    calls = []
+
+    class Run:
+        def log(self, metrics, step):
+            calls.append((metrics, step))
+
+        def finish(self):
+            calls.append("finish")
+    monkeypatch.setitem(sys.modules, "wandb", types.SimpleNamespace(init=lambda **kw: calls.append(kw) or Run()))
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    (write, close), = train.open_loggers(train.TrainConfig(out=str(tmp_path), log_to="wandb", lr=3e-4))
+    write({"step": 3, "reward": 0.5, "kl": 0.01}, 3)
+    close()
+    assert calls[0]["mode"] == "offline" and calls[0]["config"]["lr"] == 3e-4 and calls[0]["dir"] == str(tmp_path)
+    assert calls[1:] == [({"reward": 0.5, "kl": 0.01}, 3), "finish"]
+    monkeypatch.setenv("WANDB_MODE", "online")
+    train.open_loggers(train.TrainConfig(out=str(tmp_path), log_to="wandb"))
+    assert calls[-1]["mode"] == "online"
+
+
 def test_cpu_offload_without_a_gpu_is_a_clear_error(tiny, tmp_path):
     base, data = tiny
     res = subprocess.run([sys.executable, "train.py"] + _grpo_args(base, data, tmp_path / "x") + ["--cpu-offload"],
@@ -172,6 +210,7 @@ def test_demo_quick_end_to_end(tmp_path):
     (dict(batch_size=4, mini_batch_size=3), "not a multiple of mini_batch_size"),
     (dict(algo="ppo"), "--algo must be"),
     (dict(reward="nope"), "nope"),
+    (dict(log_to="tensorboard,nope"), "--log-to 'nope'"),
 ])
 def test_bad_input_fails_early(tiny, tmp_path, bad, message):
     base, data = tiny
