@@ -205,6 +205,21 @@ def test_demo_quick_end_to_end(tmp_path):
     assert "[demo] data:" not in again and "SFT warm start" in again and "sft:" not in again
 
 
+def test_demo_reward_curve_with_and_without_matplotlib(tmp_path, capsys, monkeypatch):
+    from tooln1_min.demo import plot
+    cfg = DemoConfig(out=str(tmp_path))
+    with open(tmp_path / "metrics.jsonl", "w") as f:
+        f.writelines(json.dumps({"step": i + 1, "reward": 0.1 * i, "format": 1.0}) + "\n" for i in range(5))
+    evals = {"before": {"accuracy": 0.2}, "after": {"accuracy": 0.4}}
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import fails: say so, write nothing, carry on
+    plot(cfg, evals)
+    assert "matplotlib not installed" in capsys.readouterr().out and not (tmp_path / "reward_curve.png").exists()
+    monkeypatch.undo()
+    pytest.importorskip("matplotlib")
+    plot(cfg, evals)
+    assert (tmp_path / "reward_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 @pytest.mark.parametrize("bad, message", [
     (dict(model="/nonexistent"), "not a Hugging Face checkpoint"),
     (dict(batch_size=4, mini_batch_size=3), "not a multiple of mini_batch_size"),

@@ -244,12 +244,14 @@ def report(cfg, evals, grpo_hf, seconds):
     shutil.rmtree(final, ignore_errors=True)
     shutil.copytree(grpo_hf, final)
     shutil.copy(os.path.join(cfg.out, "grpo", "metrics.jsonl"), os.path.join(cfg.out, "metrics.jsonl"))
-    plot(cfg)
+    plot(cfg, evals)
     print(f"\n[demo] done in {seconds:.0f} s. Final policy (HF checkpoint): {final}; metrics: "
           f"{os.path.join(cfg.out, 'metrics.jsonl')}")
 
 
-def plot(cfg):
+def plot(cfg, evals=None):
+    """reward_curve.png: the per-step train reward (raw and a 20-step mean), the format rate, and the held-out
+    greedy accuracy after SFT (step 0) and after GRPO (last step)."""
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -258,13 +260,19 @@ def plot(cfg):
         print("[demo] matplotlib not installed: skipping the reward curve (pip install matplotlib)")
         return
     rows = [json.loads(line) for line in open(os.path.join(cfg.out, "metrics.jsonl"))]
-    steps = [r["step"] for r in rows]
+    steps, reward = [r["step"] for r in rows], [r["reward"] for r in rows]
+    smooth = [sum(reward[max(0, i - 19):i + 1]) / len(reward[max(0, i - 19):i + 1]) for i in range(len(reward))]
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.plot(steps, [r["reward"] for r in rows], label="train reward (mean)")
-    ax.plot(steps, [r["format"] for r in rows], label="train format rate")
+    ax.plot(steps, reward, color="tab:blue", alpha=0.3, label="train reward (mean of the step)")
+    ax.plot(steps, smooth, color="tab:blue", label="train reward (20-step mean)")
+    ax.plot(steps, [r["format"] for r in rows], color="tab:orange", alpha=0.6, label="train format rate")
+    if evals and "before" in evals and "after" in evals:
+        ax.plot([0, steps[-1]], [evals["before"]["accuracy"], evals["after"]["accuracy"]], "o--", color="tab:green",
+                label="held-out accuracy (greedy)")
     ax.set_xlabel("GRPO step")
-    ax.set_ylim(0, 1)
-    ax.legend()
+    ax.set_ylim(0, 1.02)
+    ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
     fig.savefig(os.path.join(cfg.out, "reward_curve.png"), dpi=120)
+    plt.close(fig)
     print(f"[demo] reward curve: {os.path.join(cfg.out, 'reward_curve.png')}")
