@@ -137,6 +137,21 @@ def test_gumbel_noise_is_well_distributed():
     assert torch.allclose(freq, probs, atol=0.015)
 
 
+def test_uniform_stays_inside_the_open_interval_at_the_extremes():
+    """Regression: with 24 bits the largest hash gave u == 1.0 in fp32, Gumbel noise +inf, and a padding id past
+    vocab_limit (logprob -inf) won the argmax as nan, about once per 2**24 draws (a crash in GRPO step 253)."""
+    from tooln1_min.sampler import pick_tokens, uniform_open
+    x = torch.tensor([0, 1, 2**8, 2**9 - 1, 2**32 - 2**9, 2**32 - 1], dtype=torch.long)
+    u = uniform_open(x)
+    assert u.dtype == torch.float32 and bool((u > 0).all()) and bool((u < 1).all())
+    g = -torch.log(-torch.log(u))
+    assert bool(torch.isfinite(g).all())
+    logprobs = torch.tensor([[0.0, float("-inf")]]).log_softmax(-1)
+    scores = logprobs + torch.stack([g[:1], g[-1:]], -1)  # the largest possible noise on the masked id
+    assert scores.argmax(-1).item() == 0
+    assert pick_tokens(logprobs, row_keys(0, torch.arange(1), torch.zeros(1, dtype=torch.long)), 0, False)[0].item() == 0
+
+
 def test_bad_input(model):
     assert generate(model, [], max_new_tokens=4) == []
     with pytest.raises(ValueError, match="prompt 1 is empty"):

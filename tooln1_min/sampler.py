@@ -46,8 +46,13 @@ def gumbel_noise(keys, step, vocab: int):
     """Gumbel(0, 1) noise (B, V) from hash(row key, step, token id); step is an int or a 0-d tensor."""
     h = _fmix32((keys * 0x165667B1 + step) & _M32)[:, None]                     # (B, 1)
     x = _fmix32((h ^ torch.arange(vocab, device=keys.device) * 0x9E3779B1) & _M32)  # (B, V)
-    u = ((x >> 8).float() + 0.5) * (1.0 / 2**24)                                # uniform in (0, 1)
-    return -torch.log(-torch.log(u))
+    return -torch.log(-torch.log(uniform_open(x)))
+
+
+def uniform_open(x):
+    """32-bit hashes -> uniform floats strictly inside (0, 1). 23 bits, not 24: (2**24 - 1 + 0.5) / 2**24 rounds
+    to exactly 1.0 in fp32, whose Gumbel noise is +inf, and a masked (-inf) id would then win the argmax as nan."""
+    return ((x >> 9).float() + 0.5) * (1.0 / 2**23)
 
 
 def filter_logits(logits, temperature: float, top_k: int = 0, top_p: float = 1.0, vocab_limit: int | None = None):
