@@ -237,7 +237,7 @@ def lr_lambda(cfg):
 
 # ---- the training loop ----
 
-LOGGERS = {"tensorboard": "tensorboard", "wandb": "wandb"}  # --log-to name -> the package it needs
+LOGGERS = ("tensorboard", "wandb")  # --log-to names, each also the package it needs
 
 
 def _names(text):
@@ -280,10 +280,9 @@ def check_inputs(cfg, world, device):
         raise SystemExit(f"mini_batch_size {cfg.mini_batch_size} does not divide across {world} ranks")
     for name in _names(cfg.log_to):
         if name not in LOGGERS:
-            raise SystemExit(f"--log-to {name!r}: expected a comma-separated subset of {sorted(LOGGERS)}")
-        if importlib.util.find_spec(LOGGERS[name]) is None:
-            raise SystemExit(f"--log-to {name}: the {LOGGERS[name]} package is not installed "
-                             f"(pip install {LOGGERS[name]})")
+            raise SystemExit(f"--log-to {name!r}: expected a comma-separated subset of {list(LOGGERS)}")
+        if importlib.util.find_spec(name) is None:
+            raise SystemExit(f"--log-to {name}: the {name} package is not installed (pip install {name})")
     if cfg.cpu_offload and device.type != "cuda":
         raise SystemExit("--cpu-offload keeps FSDP shards and optimizer state in host memory between GPU uses; "
                          "this run has no GPU, so everything is in host memory already (drop the flag)")

@@ -81,7 +81,7 @@ def heldout_eval(model, tokenizer, records, *, max_new_tokens=256, max_prompt_le
     solved = {e.prompt_index for e in eps if e.reward == 1.0}
     per_case = [x for c in CASES for x in (sum(k == c for k in case),
                                            sum(e.reward == 1.0 for e, k in zip(eps, case) if k == c),
-                                           sum(r.get("case") == c for i, r in enumerate(kept) if i in solved))]
+                                           sum(kept[i].get("case") == c for i in solved))]
     correct, fmt, length, count, skipped, passed, *per_case = tdist.all_reduce(
         [sum(e.reward == 1.0 for e in eps), sum(e.format_ok for e in eps), sum(len(e.completion_ids) for e in eps),
          len(eps), too_long, len(solved), *per_case], device=device)
