@@ -1,6 +1,7 @@
 """Sampler correctness on CPU: greedy vs an uncached reference, logprobs vs teacher forcing, batch invariance,
 stops, limits, seeds, top-k/top-p, padded vocabulary, bad input."""
 import math
+import shutil
 
 import pytest
 import torch
@@ -160,3 +161,45 @@ def test_bad_input(model):
         generate(model, [[1] * 9], max_new_tokens=4, max_len=9)
     with pytest.raises(ValueError, match="n must be >= 1"):
         generate(model, [[1]], n=0, max_new_tokens=4)
+
+
+def test_keep_rows_compacts_in_place():
+    """Compaction keeps the buffers' storage (a captured decode step reuses the same addresses)."""
+    from tooln1_min.model import KVCache
+    cache = KVCache(make_model(TINY).config, batch_size=5, max_len=4)
+    for i, buf in enumerate(cache.k + cache.v):
+        buf.copy_(torch.arange(5.0).view(5, 1, 1, 1).expand_as(buf) + 10 * i)
+    ptrs = [buf.data_ptr() for buf in cache.k + cache.v]
+    cache.keep_rows(torch.tensor([1, 3, 4]))
+    assert cache.batch_size == 3 and [buf.data_ptr() for buf in cache.k + cache.v] == ptrs
+    for i, buf in enumerate(cache.k + cache.v):
+        assert buf.shape[0] == 3 and buf[:, 0, 0, 0].tolist() == [1 + 10 * i, 3 + 10 * i, 4 + 10 * i]
+
+
+@pytest.mark.skipif(not (shutil.which("g++") or shutil.which("c++")), reason="torch.compile on CPU needs a C++ compiler")
+def test_compiled_decode_step_equals_eager_and_compiles_once(model):
+    """The compile=True path (CUDA graphs on GPU; plain Inductor here) gives the eager tokens and logprobs, and
+    varying batch sizes, cache lengths and compaction reuse one compiled graph (plus one for a single row): with
+    static shapes every new one would recompile until torch's limit, then silently run eagerly."""
+    import torch._dynamo
+    from torch._dynamo.utils import counters
+
+    from tooln1_min import sampler
+    torch._dynamo.reset()
+    counters.clear()
+    sampler._COMPILED = None
+    try:
+        for call, lens in enumerate([(4, 9, 2, 6, 3), (11, 1, 5), (2, 3)]):
+            kw = dict(n=3, max_new_tokens=6 + 4 * call, temperature=0.7, seed=call, sync_every=2,
+                      stop_token_ids=list(range(0, 96, 9)))
+            eager = generate(model, _prompts(call, lens), compile=False, **kw)
+            compiled = generate(model, _prompts(call, lens), compile=True, **kw)
+            for a, b in zip(eager, compiled):
+                for x, y in zip(a, b):
+                    assert x.token_ids == y.token_ids and x.finish_reason == y.finish_reason
+                    assert max((abs(p - q) for p, q in zip(x.logprobs, y.logprobs)), default=0) <= 1e-5
+        assert sampler._COMPILED is not sampler._decode_step, "compilation failed and fell back to eager"
+        assert 1 <= counters["stats"]["unique_graphs"] <= 2, dict(counters["stats"])
+    finally:
+        sampler._COMPILED = None
+        torch._dynamo.reset()

@@ -118,6 +118,16 @@ class KVCache:
         for buf in self.k + self.v:
             buf[dst] = buf[src]
 
+    def keep_rows(self, keep):
+        """Compact in place: rows `keep` (ascending) move to the front and the cache shrinks to len(keep) rows.
+        The buffers keep their storage and start address, so a captured decode step can reuse them."""
+        m = len(keep)
+        for bufs in (self.k, self.v):
+            for i, buf in enumerate(bufs):
+                buf[:m] = buf[keep]
+                bufs[i] = buf[:m]
+        self.batch_size = m
+
 
 class Attention(nn.Module):
     def __init__(self, cfg: ModelConfig):

@@ -152,7 +152,7 @@ def generate(model: Transformer, prompts: list[list[int]], *, n: int = 1, max_ne
     for c, idx in enumerate(chunks):
         out = _generate_chunk(model, [prompts[i] for i in idx], [stream_ids[i] for i in idx], n, max_new_tokens,
                               temperature, top_p, top_k, set(stop_token_ids), seed, vocab_limit, max_len,
-                              prefill_tokens, ignore_stop, step_fn, sync_every, device,
+                              prefill_tokens, ignore_stop, step_fn, compile, sync_every, device,
                               lambda m: report(f"chunk {c + 1}/{len(chunks)}: {m}"))
         for i, samples in zip(idx, out):
             results[i] = samples
@@ -178,11 +178,13 @@ def _prefill(model, cache, prompts, rows, prefill_tokens, device):
 
 
 def _generate_chunk(model, prompts, prompt_ids, n, max_new, temperature, top_p, top_k, stops, seed, vocab_limit,
-                    max_len, prefill_tokens, ignore_stop, step_fn, sync_every, device, report):
+                    max_len, prefill_tokens, ignore_stop, step_fn, compiled, sync_every, device, report):
     P, B = len(prompts), len(prompts) * n
     L = min(max(len(p) for p in prompts) + max_new, max_len)
     dtype = model.model.embed_tokens.weight.dtype
     cache = KVCache(model.config, B, L, dtype=dtype, device=device)
+    if compiled:
+        _mark_static(cache)
     first_rows = torch.arange(P, device=device) * n
     logits = _prefill(model, cache, prompts, first_rows, prefill_tokens, device)  # (P, V)
     for j in range(1, n):  # the n samples of a prompt share its prefilled prefix
@@ -200,6 +202,7 @@ def _generate_chunk(model, prompts, prompt_ids, n, max_new, temperature, top_p, 
 
     tokens, lps = _sample(logits.repeat_interleave(n, 0), keys, 0, temperature, top_k, top_p, vocab_limit)
     pos = prompt_len.clone()
+    step_t = torch.zeros((), dtype=torch.long, device=device)  # the step on the device: no host copy per step
     live = torch.ones(B, dtype=torch.bool, device=device)
     for step in range(max_new):
         # Record this step's token for live rows; a row ends on a stop id or when it runs out of room.
@@ -218,12 +221,12 @@ def _generate_chunk(model, prompts, prompt_ids, n, max_new, temperature, top_p, 
                 break
             if alive <= live.numel() // 2:
                 keep = _bucket(live, alive)
-                for i in range(len(cache.k)):
-                    cache.k[i], cache.v[i] = cache.k[i][keep], cache.v[i][keep]
-                cache.batch_size = len(keep)
+                cache.keep_rows(keep)
+                if compiled:
+                    _mark_static(cache)
                 row, keys, tokens, pos, live = row[keep], keys[keep], tokens[keep], pos[keep], live[keep]
-        tokens, lps = step_fn(model, cache, tokens, pos, keys, torch.tensor(step + 1, device=device),
-                              temperature, top_k, top_p, vocab_limit)
+        step_t = step_t + 1
+        tokens, lps = step_fn(model, cache, tokens, pos, keys, step_t, temperature, top_k, top_p, vocab_limit)
         pos = (pos + 1).clamp(max=L - 1)  # rows out of room are dead; keep their writes in bounds
 
     n_out, stopped = n_out.tolist(), stopped.tolist()
@@ -243,12 +246,23 @@ def _bucket(live, alive: int):
 _COMPILED = None
 
 
+def _mark_static(cache):
+    """Tell the compiler the cache buffers are long-lived, like parameters. The decode step writes into them, and
+    CUDA graphs are skipped for steps that mutate ordinary inputs; static ones are allowed (and not copied)."""
+    for buf in cache.k + cache.v:
+        torch._dynamo.mark_static_address(buf, guard=False)
+
+
 def _compiled_step():
     """The decode step under torch.compile(mode="reduce-overhead") (CUDA graphs), falling back to eager with a
-    warning if compilation fails on this machine: a slow rollout beats a crashed training run."""
+    warning if compilation fails on this machine: a slow rollout beats a crashed training run.
+
+    dynamic=True: one compiled graph serves every batch size and cache length (chunks, compaction buckets, prompt
+    lengths all vary during training; with static shapes each new one would recompile, and after torch's recompile
+    limit the step silently runs eagerly). CUDA graphs are still recorded once per concrete shape."""
     global _COMPILED
     if _COMPILED is None:
-        compiled = torch.compile(_decode_step, mode="reduce-overhead", fullgraph=False, dynamic=False)
+        compiled = torch.compile(_decode_step, mode="reduce-overhead", fullgraph=False, dynamic=True)
 
         def step(*args):
             global _COMPILED
