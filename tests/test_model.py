@@ -136,6 +136,29 @@ def test_kv_cache_prefill_and_decode_match_full_forward(name):
                 assert (logits[i] - ref).abs().max().item() <= 1e-5
 
 
+def test_attention_never_combines_a_mask_with_gqa(monkeypatch):
+    """On CUDA, SDPA with both an explicit mask and enable_gqa has only the math kernel: it materialises fp32
+    (B, heads, T, T) scores (GBs per row at 4k tokens) and repeats the cache per query head while decoding. Every
+    masked call (padded, packed, decode) must reach SDPA without the GQA flag; unmasked causal ones may use it."""
+    import torch.nn.functional as F
+    calls, sdpa = [], F.scaled_dot_product_attention
+
+    def spy(q, k, v, attn_mask=None, is_causal=False, enable_gqa=False, **kw):
+        calls.append((attn_mask is not None, enable_gqa))
+        return sdpa(q, k, v, attn_mask=attn_mask, is_causal=is_causal, enable_gqa=enable_gqa, **kw)
+    monkeypatch.setattr(F, "scaled_dot_product_attention", spy)
+    model = make_model("qwen2_gqa_tied")
+    ids, mask, pos = _padded_batch(160)
+    with torch.no_grad():
+        model(ids)                                                      # causal
+        model(ids, position_ids=pos, attention_mask=mask)               # padded
+        model(ids[:1], position_ids=torch.cat([torch.arange(6), torch.arange(7)])[None])  # packed
+        cache = KVCache(model.config, batch_size=4, max_len=16)
+        model(ids[:, :5], cache=cache, cache_rows=torch.arange(4))
+        model(ids[:, 5:6], position_ids=torch.full((4, 1), 5), cache=cache)  # decode
+    assert (False, True) in calls and (True, False) in calls and (True, True) not in calls, calls
+
+
 def test_logits_at_selects_positions():
     model = make_model("qwen2_mha_untied")
     ids = torch.randint(0, 131, (3, 7))

@@ -158,9 +158,18 @@ class Attention(nn.Module):
             else:  # decode: write each row's token at its own position (index), attend over the whole cache
                 k_cache.scatter_(2, index, k)
                 v_cache.scatter_(2, index, v)
-                k, v = k_cache, v_cache
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None,
-                                           enable_gqa=self.n_kv != self.n_heads)
+                # The query heads sharing a KV head become that head's query rows: plain attention over the
+                # cache, read once, with no GQA flag (on CUDA, GQA with a mask falls back to the slow math kernel).
+                g = self.n_heads // self.n_kv
+                y = F.scaled_dot_product_attention(q.reshape(B, self.n_kv, g, self.head_dim), k_cache, v_cache,
+                                                   attn_mask=mask)
+                return self.o_proj(y.reshape(B, self.n_heads, self.head_dim).view(B, 1, -1))
+        gqa = self.n_kv != self.n_heads
+        if mask is not None and gqa:  # padded/packed rows: CUDA's mask-capable fused kernel has no GQA support
+            k = k.repeat_interleave(self.n_heads // self.n_kv, dim=1)
+            v = v.repeat_interleave(self.n_heads // self.n_kv, dim=1)
+            gqa = False
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None, enable_gqa=gqa)
         return self.o_proj(y.transpose(1, 2).reshape(B, T, -1))
 
 

@@ -180,7 +180,7 @@ def _prefill(model, cache, prompts, rows, prefill_tokens, device):
 def _generate_chunk(model, prompts, prompt_ids, n, max_new, temperature, top_p, top_k, stops, seed, vocab_limit,
                     max_len, prefill_tokens, ignore_stop, step_fn, compiled, sync_every, device, report):
     P, B = len(prompts), len(prompts) * n
-    L = min(max(len(p) for p in prompts) + max_new, max_len)
+    L = min(-(-(max(len(p) for p in prompts) + max_new) // 16) * 16, max_len)  # 16-aligned: fused kernels' mask
     dtype = model.model.embed_tokens.weight.dtype
     cache = KVCache(model.config, B, L, dtype=dtype, device=device)
     if compiled:
