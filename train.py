@@ -81,7 +81,8 @@ class TrainConfig:
 
 PRESETS = {
     "tool-n1": dict(batch_size=1024, mini_batch_size=256, n=5, temperature=0.7, lr=1e-6, kl_coef=1e-3,
-                    entropy_coef=0.0, epochs=7, max_prompt_len=4096, max_new_tokens=8192, loss_agg="token-mean"),
+                    entropy_coef=0.0, epochs=7, max_prompt_len=4096, max_new_tokens=8192, loss_agg="token-mean",
+                    activation_checkpointing=True),  # as verl's launch script: 7B at 8k-token responses needs it
 }
 
 
@@ -226,9 +227,17 @@ def load_models(cfg, device, need_ref):
 
 @torch.no_grad()
 def sync_sampler(policy, sampler_model):
-    """Gather the policy's full weights once per step (not per token) into the sampler's copy."""
-    full = tdist.gather_full_state(policy)
-    sampler_model.load_state_dict({k: v.full_tensor() if hasattr(v, "full_tensor") else v for k, v in full.items()})
+    """Gather the policy's full weights once per step (not per token) into the sampler's copy: one parameter at a
+    time, each shard cast to the sampler's dtype before the all-gather (half the bytes in bf16, and never a full
+    fp32 copy of the model beside the sampler's)."""
+    tdist.reshard(policy)
+    target = dict(sampler_model.named_parameters())
+    for name, p in policy.named_parameters():
+        dst = target.pop(name)
+        src = p.detach().to(dst.dtype)
+        dst.copy_(src.full_tensor() if hasattr(src, "full_tensor") else src)
+    if target:
+        raise RuntimeError(f"sync_sampler: the policy has no {sorted(target)}")
 
 
 def lr_lambda(cfg):
@@ -460,6 +469,8 @@ def grpo_step(cfg, step, records, prompt_ids, streams, tok, policy, ref, sampler
         grad_norms.append(optimizer_step(cfg, policy, optimizer, scheduler))
         n_updates += 1
     sync_sampler(policy, sampler_model)
+    if device.type == "cuda":
+        torch.cuda.synchronize()  # the update's kernels are still queued: charge them to t_update
     t3 = time.time()
 
     n_tok = sum(len(e.completion_ids) for e in episodes)

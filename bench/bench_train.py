@@ -39,7 +39,10 @@ def bench_update(args):
             p.normal_(0, 0.02)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-6, foreach=True)
     ids = torch.randint(0, 151000, (args.batch, args.seq), device=device)
-    n_params = sum(p.full_tensor().numel() if hasattr(p, "full_tensor") else p.numel() for p in model.parameters())
+    # Matmul parameters: the input embedding is a lookup, not a matmul (a tied one still counts, as the lm_head).
+    # DTensor.numel() is already the global count.
+    n_params = sum(p.numel() for name, p in model.named_parameters()
+                   if cfg.tie_word_embeddings or name != "model.embed_tokens.weight")
 
     def step():
         lp = token_logprobs(model(ids)[:, :-1], ids[:, 1:])

@@ -36,7 +36,9 @@ def init_distributed(device: str | None = None):
     else:
         dev = torch.device("cpu")
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo", device_id=dev if dev.type == "cuda" else None)
+        # On GPUs, gloo too: with --cpu-offload the gradients (clip_grad_norm_) and shards live in host memory.
+        dist.init_process_group("cuda:nccl,cpu:gloo" if dev.type == "cuda" else "gloo",
+                                device_id=dev if dev.type == "cuda" else None)
     return dist.get_rank(), dist.get_world_size(), dev
 
 
@@ -85,9 +87,9 @@ def load_full_state(model, full_state: dict | None):
                          options=StateDictOptions(full_state_dict=True, broadcast_from_rank0=True))
 
 
-def gather_full_state(model, to_cpu: bool = False) -> dict:
-    """Full (unsharded) weights: on every rank (to_cpu=False) or on rank 0 only, in CPU memory (to_cpu=True)."""
-    return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=to_cpu))
+def gather_full_state(model) -> dict:
+    """Full (unsharded) weights on rank 0 only, in CPU memory (other ranks get {}); a collective."""
+    return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
 
 
 def reshard(model):
@@ -107,7 +109,7 @@ def save_checkpoint(run_dir: str, name: str, model, optimizer, trainer_state: di
         shutil.rmtree(tmp, ignore_errors=True)
         os.makedirs(tmp)
     dist.barrier()
-    full = gather_full_state(model, to_cpu=True)  # collective: every rank takes part
+    full = gather_full_state(model)  # collective: every rank takes part
     if is_main():
         hf = os.path.join(tmp, "hf")
         save_pretrained(config, full, hf)
