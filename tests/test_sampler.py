@@ -203,3 +203,18 @@ def test_compiled_decode_step_equals_eager_and_compiles_once(model):
     finally:
         sampler._COMPILED = None
         torch._dynamo.reset()
+
+
+def test_cache_budget_from_free_gpu_memory(monkeypatch, model):
+    """The CUDA default for max_cache_tokens (CI has no GPU: the memory queries are stood in for)."""
+    from tooln1_min.sampler import cache_budget
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (10 * 2**30, 80 * 2**30))
+    monkeypatch.setattr(torch.cuda, "memory_reserved", lambda device: 3 * 2**30)
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda device: 1 * 2**30)
+    c = model.config
+    per_token = 2 * c.num_hidden_layers * c.num_key_value_heads * c.head_dim * 4  # fp32 test model
+    free = 12 * 2**30 - 8 * c.vocab_size * 16
+    assert cache_budget(model, "cuda", rows=8) == int(0.7 * free) // per_token
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (0, 80 * 2**30))
+    monkeypatch.setattr(torch.cuda, "memory_reserved", lambda device: 0)
+    assert cache_budget(model, "cuda", rows=8) == 1  # nothing free: one row at a time, never zero or negative

@@ -112,7 +112,8 @@ def generate(model: Transformer, prompts: list[list[int]], *, n: int = 1, max_ne
 
     temperature 0 is greedy (logprobs are then the plain log-softmax). vocab_limit masks ids >= it (pass the
     tokenizer's vocab size). max_batch_size (rows) and max_cache_tokens (rows x cache length) bound memory: more
-    prompts are processed in chunks. max_len caps prompt + completion (default: the model's
+    prompts are processed in chunks; on CUDA max_cache_tokens defaults to what fits in 70% of the free memory
+    (a Tool-N1 step at 7B would otherwise ask for a 300 GB cache). max_len caps prompt + completion (default: the model's
     max_position_embeddings). compile: capture the decode step with torch.compile(mode="reduce-overhead")
     (default: on CUDA only). ignore_stop forces max_new_tokens (benchmarks). stream_ids: each prompt's random
     stream (default: its index); data-parallel callers pass global indices so results don't depend on ranks.
@@ -140,6 +141,8 @@ def generate(model: Transformer, prompts: list[list[int]], *, n: int = 1, max_ne
     if compile is None:
         compile = device.type == "cuda"
     step_fn = _compiled_step() if compile else _decode_step
+    if max_cache_tokens is None and device.type == "cuda":
+        max_cache_tokens = cache_budget(model, device, max_batch_size)
 
     order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))  # similar lengths share a chunk
     per_chunk = max(1, max_batch_size // n)
@@ -157,6 +160,16 @@ def generate(model: Transformer, prompts: list[list[int]], *, n: int = 1, max_ne
         for i, samples in zip(idx, out):
             results[i] = samples
     return results
+
+
+def cache_budget(model, device, rows: int, fraction: float = 0.7) -> int:
+    """KV-cache tokens that fit in `fraction` of the GPU memory free now (the allocator's cached blocks count as
+    free), after the per-row decode temporaries (fp32 logits, log-probs and noise over the vocabulary)."""
+    free = torch.cuda.mem_get_info(device)[0] + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+    c = model.config
+    per_token = 2 * c.num_hidden_layers * c.num_key_value_heads * c.head_dim * model.model.embed_tokens.weight.itemsize
+    free -= rows * c.vocab_size * 16
+    return max(int(fraction * free) // per_token, 1)
 
 
 def _prefill(model, cache, prompts, rows, prefill_tokens, device):
