@@ -20,7 +20,7 @@ import torch
 
 from tooln1_min import dist as tdist
 from tooln1_min.data import load_records, render_target, shuffle_records
-from tooln1_min.grpo import grpo_loss, group_advantages, token_logprobs
+from tooln1_min.grpo import grpo_loss, group_advantages
 from tooln1_min.model import ModelConfig, Transformer
 from tooln1_min.reward import get_reward_fn
 from tooln1_min.rollout import encode_prompts, heldout_eval, rollout
@@ -182,14 +182,18 @@ def collate(seqs, idx, pad_id, device, pack_len=0):
     return {k: v.to(device) if v is not None else None for k, v in out.items()}
 
 
-def forward_logprobs(model, mb, temperature=1.0, vocab_limit=None):
+def forward_logprobs(model, mb, temperature=1.0, vocab_limit=None, entropy=False):
     """Logprobs (sequences, K) in fp32 of each sequence's completion tokens (logits / temperature, as verl scores
-    rollouts). Ids past the tokenizer's vocabulary are excluded, as in the sampler, so both score the same
-    distribution."""
+    rollouts), and their entropy too when asked. Ids past the tokenizer's vocabulary are excluded, as in the
+    sampler, so both score the same distribution. The model projects the window to the vocabulary a chunk at a
+    time (model.head_logprobs), so the window's full logits never exist."""
     B, M, K = mb["at"].shape
-    logits = model(mb["ids"], position_ids=mb["positions"], attention_mask=mb["attn"], logits_at=mb["at"].view(B, -1))
-    logits = logits.view(B * M, K, -1)[mb["take"]]
-    return token_logprobs(logits[..., :vocab_limit], mb["targets"].view(B * M, K)[mb["take"]], temperature=temperature)
+    out = model(mb["ids"], position_ids=mb["positions"], attention_mask=mb["attn"], logits_at=mb["at"].view(B, -1),
+                targets=mb["targets"].view(B, -1), temperature=temperature, vocab_limit=vocab_limit, entropy=entropy)
+    take = mb["take"]
+    if entropy:
+        return out[0].view(B * M, K)[take], out[1].view(B * M, K)[take]
+    return out.view(B * M, K)[take]
 
 
 @torch.no_grad()
@@ -387,7 +391,7 @@ def evaluate(cfg, sampler_model, tok, rank, world, device, label):
 
 def format_line(m):
     keys = [("step", "d"), ("reward", ".3f"), ("accuracy", ".3f"), ("format", ".3f"), ("resp_len", ".1f"),
-            ("informative", ".2f"), ("kl", ".4f"), ("clip_frac", ".3f"), ("grad_norm", ".3f"), ("loss", ".4f"),
+            ("informative", ".2f"), ("kl", ".4f"), ("clip_frac", ".3f"), ("entropy", ".3f"), ("grad_norm", ".3f"), ("loss", ".4f"),
             ("tok_per_s", ".0f"), ("t_rollout", ".1f"), ("t_logprobs", ".1f"), ("t_update", ".1f"),
             ("lp_mismatch_max", ".2e"), ("eval_accuracy", ".3f")]
     return "  ".join(f"{k} {m[k]:{f}}" for k, f in keys if k in m)
@@ -440,7 +444,7 @@ def grpo_step(cfg, step, records, prompt_ids, streams, tok, policy, ref, sampler
     gaps = torch.cat(gaps) if gaps else torch.zeros(1)
     t2 = time.time()
 
-    sums = dict(loss=0.0, kl=0.0, clip_frac=0.0, ratio_max=0.0, tokens=0.0)
+    sums = dict(loss=0.0, kl=0.0, clip_frac=0.0, entropy=0.0, ratio_max=0.0, tokens=0.0)
     grad_norms, n_updates = [], 0
     adv = advantages.to(device)
     for m, plan in enumerate(plans):
@@ -453,18 +457,20 @@ def grpo_step(cfg, step, records, prompt_ids, streams, tok, policy, ref, sampler
         num_tokens, num_seqs = max(global_tokens / world, 1e-8), max(global_seqs / world, 1e-8)
         for j, idx in enumerate(plan):
             mb = collate(seqs, idx, pad, device, cfg.pack_len)
-            lp, mask = forward_logprobs(policy, mb, cfg.temperature, tok.vocab_size), mb["mask"]
+            lp, ent = forward_logprobs(policy, mb, cfg.temperature, tok.vocab_size, entropy=True)
+            mask = mb["mask"]
             a = adv[idx] if idx else torch.zeros(1, device=device)
             loss, met = grpo_loss(lp, old[m][j], refs[m][j] if refs else None, a, mask, clip_eps=cfg.clip_eps,
                                   clip_eps_high=cfg.clip_eps_high or None, kl_coef=cfg.kl_coef if refs else 0.0,
-                                  loss_agg=cfg.loss_agg, num_tokens=num_tokens, num_seqs=num_seqs,
-                                  max_len=cfg.max_new_tokens)
+                                  loss_agg=cfg.loss_agg, entropy=ent, entropy_coef=cfg.entropy_coef,
+                                  num_tokens=num_tokens, num_seqs=num_seqs, max_len=cfg.max_new_tokens)
             loss.backward()
             w = float(mask.sum())
             sums["tokens"] += w
             sums["loss"] += loss.item()
             sums["kl"] += float(met.get("kl", torch.tensor(0.0))) * w
             sums["clip_frac"] += float(met["clip_frac"]) * w
+            sums["entropy"] += float(met["entropy"]) * w
             sums["ratio_max"] = max(sums["ratio_max"], float(met["ratio_max"]))
         grad_norms.append(optimizer_step(cfg, policy, optimizer, scheduler))
         n_updates += 1
@@ -477,12 +483,13 @@ def grpo_step(cfg, step, records, prompt_ids, streams, tok, policy, ref, sampler
     tot = tdist.all_reduce([float(rewards.sum()), float((rewards == 1).sum()), sum(e.format_ok for e in episodes),
                             n_tok, len(episodes), sums["kl"], sums["clip_frac"], reward_errors,
                             sum(e.finish_reason == "length" for e in episodes), float(gaps.sum()), gaps.numel(),
-                            float(informative.sum()), len(records), sums["tokens"]],
+                            float(informative.sum()), len(records), sums["tokens"], sums["entropy"]],
                            device=device)
     gap_max = tdist.all_reduce([float(gaps.max())], op=torch.distributed.ReduceOp.MAX, device=device)[0]
     count, tokens, trained = max(tot[4], 1), max(tot[3], 1), max(tot[13], 1)
     return dict(reward=tot[0] / count, accuracy=tot[1] / count, format=tot[2] / count, resp_len=tot[3] / count,
                 informative=tot[11] / max(tot[12], 1), kl=tot[5] / trained, clip_frac=tot[6] / trained,
+                entropy=tot[14] / trained,
                 ratio_max=sums["ratio_max"],
                 grad_norm=sum(grad_norms) / max(len(grad_norms), 1), loss=sums["loss"] / max(n_updates, 1),
                 updates=n_updates, reward_errors=int(tot[7]), truncated=tot[8] / count,

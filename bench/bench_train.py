@@ -24,7 +24,6 @@ sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "bench"))
 from bench_sampler import qwen_config  # noqa: E402
 from tooln1_min import dist as tdist  # noqa: E402
-from tooln1_min.grpo import token_logprobs  # noqa: E402
 
 PEAK = 989e12
 
@@ -44,8 +43,10 @@ def bench_update(args):
     n_params = sum(p.numel() for name, p in model.named_parameters()
                    if cfg.tie_word_embeddings or name != "model.embed_tokens.weight")
 
-    def step():
-        lp = token_logprobs(model(ids)[:, :-1], ids[:, 1:])
+    at = torch.arange(args.seq - 1, device=device).expand(args.batch, -1)
+
+    def step():  # scored as train.py scores completions: chunked vocabulary projection (model.head_logprobs)
+        lp = model(ids, logits_at=at, targets=ids[:, 1:])
         lp.mean().backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()

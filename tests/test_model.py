@@ -159,6 +159,29 @@ def test_attention_never_combines_a_mask_with_gqa(monkeypatch):
     assert (False, True) in calls and (True, False) in calls and (True, True) not in calls, calls
 
 
+@pytest.mark.parametrize("vocab_limit", [None, 150])
+def test_head_logprobs_in_chunks_equal_full_logits(vocab_limit):
+    """Scoring targets chunk by chunk (recomputed in backward) gives the log-softmax and entropy of the full logits,
+    and the same gradients, whatever the chunk size."""
+    from tooln1_min.grpo import token_entropy, token_logprobs
+    from tooln1_min.model import head_logprobs
+    g = torch.Generator().manual_seed(0)
+    h = torch.randn(3, 7, 16, generator=g, requires_grad=True)
+    w = torch.randn(160, 16, generator=g, requires_grad=True)
+    targets = torch.randint(0, vocab_limit or 160, (3, 7), generator=g)
+    logits = (h @ w.T)[..., :vocab_limit]
+    want_lp, want_ent = token_logprobs(logits, targets, 0.7), token_entropy(logits, 0.7)
+    (want_lp.sum() + want_ent.sum()).backward()
+    want_grads = h.grad.clone(), w.grad.clone()
+    for chunk in (1, 5 * 160, 10**9):  # one position per chunk, 5 per chunk, all at once
+        h.grad = w.grad = None
+        lp, ent = head_logprobs(h, w, targets, 0.7, vocab_limit, entropy=True, chunk=chunk)
+        torch.testing.assert_close(lp, want_lp)
+        torch.testing.assert_close(ent, want_ent)
+        (lp.sum() + ent.sum()).backward()
+        torch.testing.assert_close((h.grad, w.grad), want_grads, rtol=1e-5, atol=1e-4)  # fp32 summation order
+
+
 def test_logits_at_selects_positions():
     model = make_model("qwen2_mha_untied")
     ids = torch.randint(0, 131, (3, 7))

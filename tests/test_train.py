@@ -63,8 +63,9 @@ def test_two_fsdp_ranks_match_one_process(tiny, tmp_path):
     for k in a:
         assert torch.allclose(a[k], b[k], atol=1e-5, rtol=1e-4), k
     for ma, mb in zip(_metrics(tmp_path / "one"), _metrics(tmp_path / "two")):
-        for key in ("reward", "loss", "kl", "resp_len"):
+        for key in ("reward", "loss", "kl", "resp_len", "entropy"):
             assert ma[key] == pytest.approx(mb[key], rel=1e-4, abs=1e-6), key
+        assert ma["entropy"] > 0
 
 
 def test_activation_checkpointing_leaves_the_update_unchanged(tiny, tmp_path):
@@ -76,6 +77,10 @@ def test_activation_checkpointing_leaves_the_update_unchanged(tiny, tmp_path):
     for k in a:
         assert torch.allclose(a[k], b[k], atol=1e-6), k
     assert [m["reward"] for m in _metrics(tmp_path / "plain")] == [m["reward"] for m in _metrics(tmp_path / "ckpt")]
+    # ...while an entropy bonus does change it (--entropy-coef reaches the loss; Tool-N1's default is 0).
+    _run(_grpo_args(base, data, tmp_path / "ent") + ["--entropy-coef", "0.5"])
+    c = _weights(tmp_path / "ent")
+    assert any(not torch.allclose(a[k], c[k], atol=1e-6) for k in a)
 
 
 def test_filter_groups_skips_groups_without_signal(tiny, tmp_path):
@@ -278,6 +283,7 @@ def test_completion_window_logprobs_match_full_forward(pack_len):
     rows = {0: 6, 4096: 3, 14: 5}[pack_len]  # 14 tokens: both groups need two rows
     assert mb["ids"].shape[0] == rows and mb["mask"].shape == (6, 6)
     assert (mb["attn"] is None) == (mb["positions"] is None) == (pack_len == 0)  # unpacked: plain causal
+    model.head_chunk = 3 * 120  # 3 positions per vocabulary chunk: the chunked scoring is what is checked
     with torch.no_grad():
         lp = train.forward_logprobs(model, mb, temperature=0.7, vocab_limit=120)
         for r, (p, c) in enumerate(zip(prompts, completions)):

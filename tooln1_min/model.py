@@ -16,6 +16,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from safetensors import safe_open
 from safetensors.torch import save_file
+from torch.utils.checkpoint import checkpoint
 
 
 @dataclass
@@ -197,8 +198,41 @@ class Block(nn.Module):
         return x + self.mlp(self.post_attention_layernorm(x))
 
 
+def head_logprobs(h, weight, targets, temperature=1.0, vocab_limit=None, entropy=False, chunk=2**27):
+    """log softmax(h @ weight.T / temperature)[target] in fp32 (and the entropy), over ids < vocab_limit.
+
+    h (B, K, D) final hidden states, targets (B, K). Positions go through the vocabulary `chunk` logits at a time,
+    each chunk recomputed in backward (activation checkpointing): at Qwen's 152k vocabulary, 16k positions would
+    otherwise hold ~5 GB of bf16 logits, 10 GB of fp32 copies and as much again for their gradient.
+    """
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0 to score tokens, got {temperature}")
+    shape, D = targets.shape, h.shape[-1]
+    h, targets = h.reshape(-1, D), targets.reshape(-1)
+    step = max(1, chunk // (vocab_limit or weight.shape[0]))
+    recompute = torch.is_grad_enabled() and len(targets) > step  # one chunk: nothing to save by recomputing
+    lps, ents = [], []
+    for s in range(0, len(targets), step):
+        args = (h[s:s + step], weight, targets[s:s + step], temperature, vocab_limit, entropy)
+        lp, ent = checkpoint(_head_chunk, *args, use_reentrant=False) if recompute else _head_chunk(*args)
+        lps.append(lp)
+        ents.append(ent)
+    lp = torch.cat(lps).view(shape)
+    return (lp, torch.cat(ents).view(shape)) if entropy else lp
+
+
+def _head_chunk(h, weight, targets, temperature, vocab_limit, entropy):
+    z = F.linear(h, weight[:vocab_limit]).float() / temperature        # (N, V) fp32
+    lse = torch.logsumexp(z, dim=-1)
+    lp = z.gather(-1, targets[:, None])[:, 0] - lse
+    ent = lse - (z.softmax(-1) * z).sum(-1) if entropy else lp.new_zeros(0)
+    return lp, ent
+
+
 class Transformer(nn.Module):
     """Qwen2/Qwen3 causal LM. `model(input_ids)` -> logits (B, T, vocab_size)."""
+
+    head_chunk = 2**27  # logits per chunk when scoring targets (head_logprobs): 512 MB in fp32
 
     def __init__(self, config: ModelConfig):
         super().__init__()
@@ -213,7 +247,7 @@ class Transformer(nn.Module):
             self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
 
     def forward(self, input_ids, position_ids=None, attention_mask=None, cache: KVCache | None = None,
-                cache_rows=None, logits_at=None):
+                cache_rows=None, logits_at=None, targets=None, temperature=1.0, vocab_limit=None, entropy=False):
         """input_ids (B, T). attention_mask (B, T), 1 = real token, for padded batches (left or right); or a boolean
         (B, T, T), True where query i may attend key j (e.g. several completions sharing one prompt in a row).
         position_ids (B, T): default arange, or cumsum(attention_mask) - 1 when a mask is given; rows that
@@ -222,6 +256,9 @@ class Transformer(nn.Module):
         cache alone: decode one token per row at position_ids (B, 1) over the whole cache.
         logits_at (B,) or (B, K): project only those positions of each row -> logits (B, 1, V) or (B, K, V)
         (the sampler's last prompt token; the trainer's completion window: no vocab projection of the prompt).
+        targets (B, K) with logits_at: return instead the fp32 log-probabilities (B, K) of those next tokens under
+        softmax(logits / temperature) over ids < vocab_limit, plus the entropy (B, K) when entropy=True: the trainer's
+        view, computed by head_logprobs without ever holding all K positions' logits (see there).
         """
         B, T = input_ids.shape
         if position_ids is None:
@@ -249,9 +286,10 @@ class Transformer(nn.Module):
             at = logits_at if logits_at.dim() == 2 else logits_at[:, None]
             x = x.gather(1, at[..., None].expand(-1, -1, x.shape[-1]))
         x = self.model.norm(x)
-        if self.config.tie_word_embeddings:
-            return F.linear(x, self.model.embed_tokens.weight)
-        return self.lm_head(x)
+        weight = self.model.embed_tokens.weight if self.config.tie_word_embeddings else self.lm_head.weight
+        if targets is not None:
+            return head_logprobs(x, weight, targets, temperature, vocab_limit, entropy, self.head_chunk)
+        return F.linear(x, weight)
 
     @staticmethod
     def _train_mask(position_ids, attention_mask):
