@@ -88,6 +88,7 @@ def bench_grpo(args):
                str(args.prompts), "--n-samples", str(args.n), "--max-new-tokens", str(args.new),
                "--max-steps", str(args.steps), "--temperature", "0.7", "--save-every", "1000000"]
         subprocess.run(cmd, check=True)
+        print("(step 1 includes compiling the decode step and recording its CUDA graphs; later steps are steady state)")
         for line in open(os.path.join(tmp, "run", "metrics.jsonl")):
             m = json.loads(line)
             total = m["t_rollout"] + m["t_logprobs"] + m["t_update"]

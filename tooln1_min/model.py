@@ -217,8 +217,9 @@ def head_logprobs(h, weight, targets, temperature=1.0, vocab_limit=None, entropy
         lp, ent = checkpoint(_head_chunk, *args, use_reentrant=False) if recompute else _head_chunk(*args)
         lps.append(lp)
         ents.append(ent)
-    lp = torch.cat(lps).view(shape)
-    return (lp, torch.cat(ents).view(shape)) if entropy else lp
+    # Fresh tensors, not views: FSDP2 warns that an in-place op on a view returned by forward would skip its hook.
+    lp = torch.cat(lps).view(shape).clone()
+    return (lp, torch.cat(ents).view(shape).clone()) if entropy else lp
 
 
 def _head_chunk(h, weight, targets, temperature, vocab_limit, entropy):
