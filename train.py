@@ -151,6 +151,8 @@ def collate(seqs, idx, pad_id, device, pack_len=0):
                     targets=z + pad_id, take=z[0], mask=torch.zeros(1, 1, device=device))
     rows, lengths = pack_rows(seqs, idx, pack_len)
     B, T, M = len(rows), max(lengths), max(map(len, rows))
+    if M > 1:  # packed rows need a (T, T) mask: 16-aligned rows let CUDA's fused kernel use it without a padded copy
+        T = -(-T // 16) * 16
     K = max(len(seqs[i][0]) - seqs[i][1] for i in idx)
     ids, positions = torch.full((B, T), pad_id, dtype=torch.long), torch.zeros(B, T, dtype=torch.long)
     segment = torch.full((B, T), -1, dtype=torch.long)  # 0: the shared prompt, m + 1: completion m, -1: padding

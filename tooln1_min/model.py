@@ -280,6 +280,8 @@ class Transformer(nn.Module):
             index = pos.expand(B, self.config.num_key_value_heads, 1, self.config.head_dim)
         else:
             mask = self._train_mask(position_ids, attention_mask)
+            if mask is not None:  # additive, in the compute dtype, made once: every layer's SDPA shares this tensor
+                mask = torch.zeros(mask.shape, dtype=x.dtype, device=x.device).masked_fill_(~mask, float("-inf"))
         for i, layer in enumerate(self.model.layers):
             kv = (cache.k[i], cache.v[i]) if cache is not None else None
             x = layer(x, cos, sin, mask, kv, cache_rows, index)
