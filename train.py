@@ -67,6 +67,7 @@ class TrainConfig:
                                      # many tokens; 0: one sequence per row
     rollout_batch_size: int = 512    # sequences decoded together
     activation_checkpointing: bool = False
+    compile: bool = False            # torch.compile each transformer block of the trained (and reference) model
     cpu_offload: bool = False
     bf16: bool = True                # on CUDA: bf16 compute, fp32 master weights and gradient reduction
     save_every: int = 50
@@ -214,11 +215,12 @@ def load_models(cfg, device, need_ref):
     cuda = device.type == "cuda"
     param_dtype = torch.bfloat16 if (cuda and cfg.bf16) else None
     full = Transformer.from_pretrained(cfg.model, dtype=torch.float32).state_dict() if tdist.is_main() else None
-    policy = tdist.build_sharded(mconf, device, param_dtype, cfg.activation_checkpointing, cfg.cpu_offload)
+    policy = tdist.build_sharded(mconf, device, param_dtype, cfg.activation_checkpointing, cfg.cpu_offload,
+                                 cfg.compile)
     tdist.load_full_state(policy, full)
     ref = None
     if need_ref:
-        ref = tdist.build_sharded(mconf, device, param_dtype, False, cfg.cpu_offload)
+        ref = tdist.build_sharded(mconf, device, param_dtype, False, cfg.cpu_offload, cfg.compile)
         tdist.load_full_state(ref, full)
         ref.requires_grad_(False)
     del full

@@ -32,7 +32,7 @@ def bench_update(args):
     rank, world, device = tdist.init_distributed()
     cfg = qwen_config(args.size, args.layers)
     model = tdist.build_sharded(cfg, device, torch.bfloat16 if device.type == "cuda" else None,
-                                args.checkpointing)
+                                args.checkpointing, compile=args.compile)
     with torch.no_grad():
         for p in model.parameters():
             p.normal_(0, 0.02)
@@ -52,7 +52,7 @@ def bench_update(args):
         opt.step()
         opt.zero_grad(set_to_none=True)
 
-    for _ in range(2):
+    for _ in range(3):  # warm-up (and compilation with --compile)
         step()
     if device.type == "cuda":
         torch.cuda.synchronize()
@@ -66,7 +66,8 @@ def bench_update(args):
     attn = 12 * cfg.num_hidden_layers * cfg.num_attention_heads * cfg.head_dim * args.seq * tokens / 2  # causal
     flops = 6 * n_params * tokens + attn
     if tdist.is_main():
-        print(f"update {args.size} ({n_params / 1e9:.2f}B params), {args.batch}x{args.seq} tokens x {world} rank(s): "
+        print(f"update{' (compiled)' if args.compile else ''} {args.size} ({n_params / 1e9:.2f}B params), "
+              f"{args.batch}x{args.seq} tokens x {world} rank(s): "
               f"{secs * 1e3:.0f} ms/step, {tokens * world / secs:,.0f} tok/s, MFU {flops / secs / PEAK:.1%}")
 
 
@@ -107,6 +108,7 @@ def main():
     p.add_argument("--seq", type=int, default=1024)
     p.add_argument("--iters", type=int, default=5)
     p.add_argument("--checkpointing", action="store_true")
+    p.add_argument("--compile", action="store_true", help="torch.compile each block (train.py --compile)")
     p.add_argument("--tokenizer", default="")
     p.add_argument("--prompts", type=int, default=8)
     p.add_argument("--n", type=int, default=5)

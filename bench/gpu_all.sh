@@ -4,7 +4,7 @@
 #
 #   bash bench/gpu_all.sh check      # tests/test_gpu.py + logit parity at Qwen2.5-0.5B (all layers) and 7B widths
 #   bash bench/gpu_all.sh sampler    # sampler vs transformers' generate: 0.5B x 320, 0.5B x 64, 7B x 64
-#   bash bench/gpu_all.sh train      # update MFU at 1.5B and 0.5B, whole GRPO steps at TRL's settings
+#   bash bench/gpu_all.sh train      # update MFU at 1.5B and 0.5B (eager, --compile), GRPO steps at TRL's settings
 #   bash bench/gpu_all.sh all
 #
 # The GRPO bench needs a Qwen2.5 tokenizer folder: TOKENIZER=/path/to/Qwen2.5-0.5B-Instruct (tokenizer.json).
@@ -35,8 +35,10 @@ if [ "$what" = sampler ] || [ "$what" = all ]; then
     run sampler python bench/bench_sampler.py --size 7b --prompts 64 --n 1 --prompt-len 256 --new 128 --hf
 fi
 if [ "$what" = train ] || [ "$what" = all ]; then
-    run train python bench/bench_train.py update --size 1.5b --batch 4 --seq 1024
-    run train python bench/bench_train.py update --size 0.5b --batch 4 --seq 1024
+    for size in 1.5b 0.5b; do
+        run train python bench/bench_train.py update --size $size --batch 4 --seq 1024
+        run train python bench/bench_train.py update --size $size --batch 4 --seq 1024 --compile
+    done
     if [ -n "${TOKENIZER:-}" ]; then
         run train python bench/bench_train.py grpo --size 0.5b --tokenizer "$TOKENIZER" --prompts 8 --n 5 --new 256 \
             --steps 3

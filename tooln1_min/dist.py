@@ -54,13 +54,18 @@ def all_reduce(values, op=dist.ReduceOp.SUM, device="cpu"):
     return t.tolist()
 
 
-def build_sharded(config: ModelConfig, device, param_dtype=None, checkpointing=False, cpu_offload=False):
+def build_sharded(config: ModelConfig, device, param_dtype=None, checkpointing=False, cpu_offload=False,
+                  compile=False):
     """A Transformer with every block, then the root, fully_shard-ed (FSDP2). Weights are uninitialised:
-    load them with load_full_state. Tied embedding/lm_head is one parameter, so it stays in the root unit."""
+    load them with load_full_state. Tied embedding/lm_head is one parameter, so it stays in the root unit.
+    compile: torch.compile each block's forward (all blocks share one graph; shapes are dynamic). Replacing the
+    forward, not the module, keeps HF parameter names and leaves FSDP's hooks outside the compiled code."""
     with torch.device("meta"):
         model = Transformer(config)
-    if checkpointing:  # recompute each block in backward; wrapping forward keeps HF parameter names intact
-        for block in model.model.layers:
+    for block in model.model.layers:
+        if compile:
+            block.forward = torch.compile(block.forward, dynamic=True)
+        if checkpointing:  # recompute each block in backward
             block.forward = _checkpointed(block.forward)
     mp = MixedPrecisionPolicy(param_dtype=param_dtype, reduce_dtype=torch.float32) if param_dtype else None
     kw = dict(mp_policy=mp or MixedPrecisionPolicy())
