@@ -218,3 +218,12 @@ def test_cache_budget_from_free_gpu_memory(monkeypatch, model):
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (0, 80 * 2**30))
     monkeypatch.setattr(torch.cuda, "memory_reserved", lambda device: 0)
     assert cache_budget(model, "cuda", rows=8) == 1  # nothing free: one row at a time, never zero or negative
+
+
+def test_first_token_sampled_in_row_slices_is_batch_invariant(model):
+    """More than 64 rows: the first token is sampled slice by slice, and must not depend on the slicing."""
+    prompts = _prompts(5, lens=[1 + i % 7 for i in range(35)])  # 70 rows
+    kw = dict(n=2, max_new_tokens=2, temperature=1.0, seed=4)
+    together, apart = generate(model, prompts, **kw), generate(model, prompts, max_batch_size=6, **kw)
+    assert [[s.token_ids for s in g] for g in together] == [[s.token_ids for s in g] for g in apart]
+    assert len({s.token_ids[0] for g in together for s in g}) > 5  # sampled, not one repeated token

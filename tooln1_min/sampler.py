@@ -213,7 +213,11 @@ def _generate_chunk(model, prompts, prompt_ids, n, max_new, temperature, top_p, 
     stopped = torch.zeros(B, dtype=torch.bool, device=device)
     stop_ids = torch.tensor(sorted(stops) if stops and not ignore_stop else [-1], device=device)
 
-    tokens, lps = _sample(logits.repeat_interleave(n, 0), keys, 0, temperature, top_k, top_p, vocab_limit)
+    # The first token, sampled eagerly from the prefill logits, 64 rows at a time: the (rows, vocab) int64 hash
+    # temporaries of the noise would otherwise take GBs at Qwen's vocabulary (rows are independent: same result).
+    first = logits.repeat_interleave(n, 0)
+    tokens, lps = map(torch.cat, zip(*(_sample(first[s:s + 64], keys[s:s + 64], 0, temperature, top_k, top_p,
+                                               vocab_limit) for s in range(0, B, 64))))
     pos = prompt_len.clone()
     step_t = torch.zeros((), dtype=torch.long, device=device)  # the step on the device: no host copy per step
     live = torch.ones(B, dtype=torch.bool, device=device)
