@@ -279,6 +279,14 @@ def _compiled_step():
     limit the step silently runs eagerly). CUDA graphs are still recorded once per concrete shape."""
     global _COMPILED
     if _COMPILED is None:
+        # Every generate call allocates a new cache, so its graphs are re-recorded at the new addresses. Newer
+        # torch exempts such re-records from this limit; older ones count them, and past the limit (128) would
+        # silently stop using CUDA graphs a few dozen GRPO steps into a run.
+        import torch._inductor.config
+        triton_cfg = torch._inductor.config.triton
+        if hasattr(triton_cfg, "cudagraph_unexpected_rerecord_limit"):
+            triton_cfg.cudagraph_unexpected_rerecord_limit = max(triton_cfg.cudagraph_unexpected_rerecord_limit,
+                                                                 1 << 30)
         compiled = torch.compile(_decode_step, mode="reduce-overhead", fullgraph=False, dynamic=True)
 
         def step(*args):
