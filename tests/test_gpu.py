@@ -2,7 +2,7 @@
 `python -m pytest tests/test_gpu.py -v`; bench/gpu_all.sh runs them together with the benchmarks.
 
 - bf16/fp32 parity with transformers at Qwen2.5-0.5B's real widths;
-- the compiled decode step replays CUDA graphs (none skipped) and samples what the eager step samples;
+- the compiled decode step is captured and replayed as CUDA graphs and samples what the eager step samples;
 - train.py runs GRPO steps on the GPU (bf16 FSDP2) and its checkpoint reloads.
 """
 import json
@@ -28,8 +28,6 @@ def test_parity_with_transformers_at_qwen25_widths():
 
 
 def test_compiled_decode_replays_cuda_graphs_and_matches_eager():
-    from torch._dynamo.utils import counters
-
     from helpers import make_model
     from tooln1_min import sampler
     cfg = dict(model_type="qwen2", vocab_size=1024, hidden_size=128, intermediate_size=256, num_hidden_layers=2,
@@ -38,21 +36,22 @@ def test_compiled_decode_replays_cuda_graphs_and_matches_eager():
     g = torch.Generator().manual_seed(0)
     prompts = [torch.randint(0, 1000, (int(n),), generator=g).tolist() for n in (5, 17, 3, 30, 9)]
     kw = dict(n=3, max_new_tokens=24, stop_token_ids=[1, 2, 3], sync_every=4)
-    counters.clear()
     sampler._COMPILED = None
+    captured, replayed = sampler._GraphedStep.captured, sampler._GraphedStep.replayed
     for temperature in (0.0, 0.7):
         eager = sampler.generate(model, prompts, temperature=temperature, compile=False, **kw)
-        for _ in range(2):  # the second call replays recorded graphs
-            compiled = sampler.generate(model, prompts, temperature=temperature, compile=True, **kw)
-        for a, b in zip(eager, compiled):
-            for x, y in zip(a, b):
-                # fp32 kernels may differ in the last bits, which can flip a near-tie; allow a rare divergence
-                same = x.token_ids == y.token_ids
-                assert same or sum(p != q for p, q in zip(x.token_ids, y.token_ids)) <= 2, (x, y)
-                if same:
-                    assert max(abs(p - q) for p, q in zip(x.logprobs, y.logprobs)) <= 1e-4
+        graphed = sampler.generate(model, prompts, temperature=temperature, compile=True, **kw)
+        pairs = [(x, y) for a, b in zip(eager, graphed) for x, y in zip(a, b)]
+        # fused fp32 kernels may differ in the last bits, which can flip a near-tie and the rest of that row
+        same = [(x, y) for x, y in pairs if x.token_ids == y.token_ids]
+        assert len(same) >= 0.9 * len(pairs), [(x.token_ids, y.token_ids) for x, y in pairs]
+        for x, y in same:
+            assert x.finish_reason == y.finish_reason
+            assert max(abs(p - q) for p, q in zip(x.logprobs, y.logprobs)) <= 1e-4
     assert sampler._COMPILED is not sampler._decode_step, "torch.compile failed; the sampler fell back to eager"
-    assert counters["inductor"]["cudagraph_skips"] == 0, dict(counters["inductor"])
+    n_captured = sampler._GraphedStep.captured - captured
+    n_replayed = sampler._GraphedStep.replayed - replayed
+    assert n_captured > 0 and n_replayed > 2 * n_captured, (n_captured, n_replayed)  # graphs, mostly replayed
 
 
 def test_train_py_grpo_on_gpu(tmp_path):

@@ -62,6 +62,10 @@ def build_sharded(config: ModelConfig, device, param_dtype=None, checkpointing=F
     forward, not the module, keeps HF parameter names and leaves FSDP's hooks outside the compiled code."""
     with torch.device("meta"):
         model = Transformer(config)
+    if compile:  # variants: grad on/off x mask or not x one row or more (x policy and reference) fill the default 8
+        dynamo_cfg = torch._dynamo.config
+        limit = "recompile_limit" if hasattr(dynamo_cfg, "recompile_limit") else "cache_size_limit"
+        setattr(dynamo_cfg, limit, max(getattr(dynamo_cfg, limit), 64))
     for block in model.model.layers:
         if compile:
             block.forward = torch.compile(block.forward, dynamic=True)

@@ -134,6 +134,7 @@ class Attention(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.n_heads, self.n_kv, self.head_dim = cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim
+        self.gqa = self.n_kv != self.n_heads  # a plain bool: under torch.compile the head counts may be symbolic
         self.q_proj = nn.Linear(cfg.hidden_size, self.n_heads * self.head_dim, bias=cfg.attention_bias)
         self.k_proj = nn.Linear(cfg.hidden_size, self.n_kv * self.head_dim, bias=cfg.attention_bias)
         self.v_proj = nn.Linear(cfg.hidden_size, self.n_kv * self.head_dim, bias=cfg.attention_bias)
@@ -165,7 +166,7 @@ class Attention(nn.Module):
                 y = F.scaled_dot_product_attention(q.reshape(B, self.n_kv, g, self.head_dim), k_cache, v_cache,
                                                    attn_mask=mask)
                 return self.o_proj(y.reshape(B, self.n_heads, self.head_dim).view(B, 1, -1))
-        gqa = self.n_kv != self.n_heads
+        gqa = self.gqa
         if mask is not None and gqa:  # padded/packed rows: CUDA's mask-capable fused kernel has no GQA support
             k = k.repeat_interleave(self.n_heads // self.n_kv, dim=1)
             v = v.repeat_interleave(self.n_heads // self.n_kv, dim=1)
@@ -209,11 +210,12 @@ def head_logprobs(h, weight, targets, temperature=1.0, vocab_limit=None, entropy
         raise ValueError(f"temperature must be > 0 to score tokens, got {temperature}")
     shape, D = targets.shape, h.shape[-1]
     h, targets = h.reshape(-1, D), targets.reshape(-1)
-    step = max(1, chunk // (vocab_limit or weight.shape[0]))
+    weight = weight[:vocab_limit]  # once, not per chunk: each slice's backward would build a full-size gradient
+    step = max(1, chunk // weight.shape[0])
     recompute = torch.is_grad_enabled() and len(targets) > step  # one chunk: nothing to save by recomputing
     lps, ents = [], []
     for s in range(0, len(targets), step):
-        args = (h[s:s + step], weight, targets[s:s + step], temperature, vocab_limit, entropy)
+        args = (h[s:s + step], weight, targets[s:s + step], temperature, entropy)
         lp, ent = checkpoint(_head_chunk, *args, use_reentrant=False) if recompute else _head_chunk(*args)
         lps.append(lp)
         ents.append(ent)
@@ -222,8 +224,8 @@ def head_logprobs(h, weight, targets, temperature=1.0, vocab_limit=None, entropy
     return (lp, torch.cat(ents).view(shape).clone()) if entropy else lp
 
 
-def _head_chunk(h, weight, targets, temperature, vocab_limit, entropy):
-    z = F.linear(h, weight[:vocab_limit]).float() / temperature        # (N, V) fp32
+def _head_chunk(h, weight, targets, temperature, entropy):
+    z = F.linear(h, weight).float() / temperature                      # (N, V) fp32
     lse = torch.logsumexp(z, dim=-1)
     lp = z.gather(-1, targets[:, None])[:, 0] - lse
     ent = lse - (z.softmax(-1) * z).sum(-1) if entropy else lp.new_zeros(0)

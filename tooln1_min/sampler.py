@@ -3,7 +3,8 @@
 generate(model, prompts, n=5, ...) prefills each prompt once, copies its cache into its n sample rows, then decodes
 all rows together, one token per step, each row at its own position. Sampling is three small pure functions
 (filter, noise, pick) with no host synchronisation inside a step, so on CUDA the decode step can be captured as a
-CUDA graph (torch.compile mode="reduce-overhead"). Finished rows are compacted away every few steps.
+CUDA graph (torch.compile for fused kernels, then a hand-captured torch.cuda.CUDAGraph per batch size). Finished
+rows are compacted away every few steps.
 
 Randomness is counter-based: the noise for (seed, prompt index, sample index, step, token id) is a hash, not a
 draw from a stateful generator. So a row's tokens depend only on its own prompt, never on its batch-mates, the chunk
@@ -114,8 +115,8 @@ def generate(model: Transformer, prompts: list[list[int]], *, n: int = 1, max_ne
     tokenizer's vocab size). max_batch_size (rows) and max_cache_tokens (rows x cache length) bound memory: more
     prompts are processed in chunks; on CUDA max_cache_tokens defaults to what fits in 70% of the free memory
     (a Tool-N1 step at 7B would otherwise ask for a 300 GB cache). max_len caps prompt + completion (default: the model's
-    max_position_embeddings). compile: capture the decode step with torch.compile(mode="reduce-overhead")
-    (default: on CUDA only). ignore_stop forces max_new_tokens (benchmarks). stream_ids: each prompt's random
+    max_position_embeddings). compile: run the decode step under torch.compile, and on CUDA
+    replay it as CUDA graphs (default: on CUDA only). ignore_stop forces max_new_tokens (benchmarks). stream_ids: each prompt's random
     stream (default: its index); data-parallel callers pass global indices so results don't depend on ranks.
     """
     if n < 1:
@@ -147,7 +148,7 @@ def generate(model: Transformer, prompts: list[list[int]], *, n: int = 1, max_ne
     order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))  # similar lengths share a chunk
     per_chunk = max(1, max_batch_size // n)
     if max_cache_tokens:
-        longest = min(len(prompts[order[0]]) + max_new_tokens, max_len)
+        longest = _cache_len(len(prompts[order[0]]), max_new_tokens, max_len)
         per_chunk = max(1, min(per_chunk, max_cache_tokens // (n * longest)))
     results: list[list[Sample] | None] = [None] * len(prompts)
     chunks = [order[i:i + per_chunk] for i in range(0, len(order), per_chunk)]
@@ -155,20 +156,27 @@ def generate(model: Transformer, prompts: list[list[int]], *, n: int = 1, max_ne
     for c, idx in enumerate(chunks):
         out = _generate_chunk(model, [prompts[i] for i in idx], [stream_ids[i] for i in idx], n, max_new_tokens,
                               temperature, top_p, top_k, set(stop_token_ids), seed, vocab_limit, max_len,
-                              prefill_tokens, ignore_stop, step_fn, compile, sync_every, device,
+                              prefill_tokens, ignore_stop, step_fn, sync_every, device,
                               lambda m: report(f"chunk {c + 1}/{len(chunks)}: {m}"))
         for i, samples in zip(idx, out):
             results[i] = samples
     return results
 
 
+def _cache_len(prompt_len: int, max_new: int, max_len: int) -> int:
+    """Cache length for a chunk: its longest prompt + max_new, 16-aligned (fused attention kernels want the mask's
+    rows aligned), at most max_len."""
+    return min(-(-(prompt_len + max_new) // 16) * 16, max_len)
+
+
 def cache_budget(model, device, rows: int, fraction: float = 0.7) -> int:
     """KV-cache tokens that fit in `fraction` of the GPU memory free now (the allocator's cached blocks count as
-    free), after the per-row decode temporaries (fp32 logits, log-probs and noise over the vocabulary)."""
+    free), after the per-row decode temporaries (fp32 logits, log-probs and scores over the vocabulary, in each
+    batch size's captured graph)."""
     free = torch.cuda.mem_get_info(device)[0] + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
     c = model.config
     per_token = 2 * c.num_hidden_layers * c.num_key_value_heads * c.head_dim * model.model.embed_tokens.weight.itemsize
-    free -= rows * c.vocab_size * 16
+    free -= rows * c.vocab_size * 32
     return max(int(fraction * free) // per_token, 1)
 
 
@@ -191,13 +199,14 @@ def _prefill(model, cache, prompts, rows, prefill_tokens, device):
 
 
 def _generate_chunk(model, prompts, prompt_ids, n, max_new, temperature, top_p, top_k, stops, seed, vocab_limit,
-                    max_len, prefill_tokens, ignore_stop, step_fn, compiled, sync_every, device, report):
+                    max_len, prefill_tokens, ignore_stop, step_fn, sync_every, device, report):
     P, B = len(prompts), len(prompts) * n
-    L = min(-(-(max(len(p) for p in prompts) + max_new) // 16) * 16, max_len)  # 16-aligned: fused kernels' mask
+    L = _cache_len(max(len(p) for p in prompts), max_new, max_len)
     dtype = model.model.embed_tokens.weight.dtype
     cache = KVCache(model.config, B, L, dtype=dtype, device=device)
-    if compiled:
-        _mark_static(cache)
+    wrap = _graph_wrapper(device) if step_fn is not _decode_step else None
+    if wrap:
+        step_fn = wrap(step_fn)  # graphs live as long as this chunk's cache
     first_rows = torch.arange(P, device=device) * n
     logits = _prefill(model, cache, prompts, first_rows, prefill_tokens, device)  # (P, V)
     for j in range(1, n):  # the n samples of a prompt share its prefilled prefix
@@ -239,8 +248,6 @@ def _generate_chunk(model, prompts, prompt_ids, n, max_new, temperature, top_p, 
             if alive <= live.numel() // 2:
                 keep = _bucket(live, alive)
                 cache.keep_rows(keep)
-                if compiled:
-                    _mark_static(cache)
                 row, keys, tokens, pos, live = row[keep], keys[keep], tokens[keep], pos[keep], live[keep]
         step_t = step_t + 1
         tokens, lps = step_fn(model, cache, tokens, pos, keys, step_t, temperature, top_k, top_p, vocab_limit)
@@ -263,31 +270,16 @@ def _bucket(live, alive: int):
 _COMPILED = None
 
 
-def _mark_static(cache):
-    """Tell the compiler the cache buffers are long-lived, like parameters. The decode step writes into them, and
-    CUDA graphs are skipped for steps that mutate ordinary inputs; static ones are allowed (and not copied)."""
-    for buf in cache.k + cache.v:
-        torch._dynamo.mark_static_address(buf, guard=False)
-
-
 def _compiled_step():
-    """The decode step under torch.compile(mode="reduce-overhead") (CUDA graphs), falling back to eager with a
-    warning if compilation fails on this machine: a slow rollout beats a crashed training run.
+    """The decode step under torch.compile (fused kernels), falling back to eager with a warning if compilation
+    fails on this machine: a slow rollout beats a crashed training run.
 
     dynamic=True: one compiled graph serves every batch size and cache length (chunks, compaction buckets, prompt
     lengths all vary during training; with static shapes each new one would recompile, and after torch's recompile
-    limit the step silently runs eagerly). CUDA graphs are still recorded once per concrete shape."""
+    limit the step silently runs eagerly). CUDA graphs are captured on top of it by _GraphedStep, per chunk."""
     global _COMPILED
     if _COMPILED is None:
-        # Every generate call allocates a new cache, so its graphs are re-recorded at the new addresses. Newer
-        # torch exempts such re-records from this limit; older ones count them, and past the limit (128) would
-        # silently stop using CUDA graphs a few dozen GRPO steps into a run.
-        import torch._inductor.config
-        triton_cfg = torch._inductor.config.triton
-        if hasattr(triton_cfg, "cudagraph_unexpected_rerecord_limit"):
-            triton_cfg.cudagraph_unexpected_rerecord_limit = max(triton_cfg.cudagraph_unexpected_rerecord_limit,
-                                                                 1 << 30)
-        compiled = torch.compile(_decode_step, mode="reduce-overhead", fullgraph=False, dynamic=True)
+        compiled = torch.compile(_decode_step, fullgraph=False, dynamic=True)
 
         def step(*args):
             global _COMPILED
@@ -295,8 +287,62 @@ def _compiled_step():
                 return compiled(*args)
             except Exception as e:  # noqa: BLE001 - any compiler failure
                 print(f"[sampler] torch.compile of the decode step failed ({type(e).__name__}: {e}); "
-                      "continuing without CUDA graphs (generate(..., compile=False) skips this)", file=sys.stderr)
+                      "continuing eagerly (generate(..., compile=False) skips this)", file=sys.stderr)
                 _COMPILED = _decode_step
                 return _decode_step(*args)
         _COMPILED = step
     return _COMPILED
+
+
+def _graph_wrapper(device):
+    """What wraps a compiled decode step for one chunk: CUDA graphs on CUDA, nothing elsewhere."""
+    return _GraphedStep if device.type == "cuda" else None
+
+
+class _GraphedStep:
+    """CUDA graphs of a decode step, one per batch size, alive for one chunk (one KV cache).
+
+    A graph replays the step's kernels with one launch, reading its inputs from fixed buffers and writing the cache
+    at the addresses it was captured with: the chunk's cache, which compaction shrinks in place (a new batch size,
+    so a new graph; sizes only fall). Capturing per chunk and dropping the graphs with the cache keeps their number
+    bounded over a training run. The step is idempotent for given inputs (it writes the same K/V at the same
+    positions), so the warm-up runs before capture change nothing. Any capture failure falls back to the plain step.
+    """
+
+    captured = replayed = 0  # totals over the process (for tests and benchmarks)
+
+    def __init__(self, fn):
+        self.fn, self.graphs, self.failed = fn, {}, False
+
+    def __call__(self, model, cache, tokens, pos, keys, step_t, *consts):
+        if self.failed:
+            return self.fn(model, cache, tokens, pos, keys, step_t, *consts)
+        B = tokens.shape[0]
+        if B not in self.graphs:
+            try:
+                self.graphs[B] = self._capture(model, cache, (tokens, pos, keys, step_t), consts)
+            except Exception as e:  # noqa: BLE001 - e.g. an op that cannot be captured on this torch version
+                print(f"[sampler] CUDA graph capture failed ({type(e).__name__}: {e}); decoding without graphs",
+                      file=sys.stderr)
+                self.failed = True
+                return self.fn(model, cache, tokens, pos, keys, step_t, *consts)
+        graph, inputs, outputs = self.graphs[B]
+        for buf, x in zip(inputs, (tokens, pos, keys, step_t)):
+            buf.copy_(x)
+        graph.replay()
+        _GraphedStep.replayed += 1
+        return outputs  # overwritten by the next replay: the caller copies them out before its next call
+
+    def _capture(self, model, cache, args, consts):
+        inputs = tuple(x.clone() for x in args)
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):  # warm-up (compilation for a new shape happens here, not under capture)
+            for _ in range(2):
+                self.fn(model, cache, *inputs, *consts)
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            outputs = self.fn(model, cache, *inputs, *consts)
+        _GraphedStep.captured += 1
+        return graph, inputs, outputs
