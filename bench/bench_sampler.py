@@ -101,8 +101,16 @@ def main():
     if args.hf:
         import transformers
         hf_cfg = transformers.Qwen2Config(**{k: v for k, v in cfg.to_dict().items() if k != "architectures"})
-        hf = transformers.Qwen2ForCausalLM(hf_cfg).to(device=device, dtype=dtype).eval()
-        hf.load_state_dict(model.state_dict(), strict=False)
+        default = torch.get_default_dtype()
+        torch.set_default_dtype(dtype)  # built on the device in the bench dtype: no 30 GB fp32 CPU copy at 7B
+        try:
+            with torch.device(device):
+                hf = transformers.Qwen2ForCausalLM(hf_cfg).eval()
+        finally:
+            torch.set_default_dtype(default)
+        missing, unexpected = hf.load_state_dict(model.state_dict(), strict=False)
+        if unexpected or [k for k in missing if k != "lm_head.weight"]:
+            raise RuntimeError(f"weights differ: missing {missing}, unexpected {unexpected}")
         ids = torch.tensor(prompts, device=device).repeat_interleave(args.n, 0)
         gen = dict(do_sample=True, temperature=args.temperature, top_p=1.0, top_k=0, max_new_tokens=args.new,
                    min_new_tokens=args.new, attention_mask=torch.ones_like(ids))

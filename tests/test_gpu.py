@@ -34,8 +34,8 @@ def test_compiled_decode_replays_cuda_graphs_and_matches_eager():
                num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True, rope_theta=1e6)
     model = make_model(cfg, seed=0, std=0.1).cuda().eval()
     g = torch.Generator().manual_seed(0)
-    prompts = [torch.randint(0, 1000, (int(n),), generator=g).tolist() for n in (5, 17, 3, 30, 9)]
-    kw = dict(n=3, max_new_tokens=24, stop_token_ids=[1, 2, 3], sync_every=4)
+    prompts = [torch.randint(0, 1000, (int(n),), generator=g).tolist() for n in (5, 17, 3, 30, 9, 12, 7, 21, 2, 14)]
+    kw = dict(n=1, max_new_tokens=24, stop_token_ids=list(range(0, 1000, 40)), sync_every=4)  # stops: compaction
     sampler._COMPILED = None
     captured, replayed = sampler._GraphedStep.captured, sampler._GraphedStep.replayed
     for temperature in (0.0, 0.7):
@@ -44,7 +44,7 @@ def test_compiled_decode_replays_cuda_graphs_and_matches_eager():
         pairs = [(x, y) for a, b in zip(eager, graphed) for x, y in zip(a, b)]
         # fused fp32 kernels may differ in the last bits, which can flip a near-tie and the rest of that row
         same = [(x, y) for x, y in pairs if x.token_ids == y.token_ids]
-        assert len(same) >= 0.9 * len(pairs), [(x.token_ids, y.token_ids) for x, y in pairs]
+        assert len(same) >= len(pairs) - 1, [(x.token_ids, y.token_ids) for x, y in pairs]
         for x, y in same:
             assert x.finish_reason == y.finish_reason
             assert max(abs(p - q) for p, q in zip(x.logprobs, y.logprobs)) <= 1e-4

@@ -261,3 +261,21 @@ def test_graphed_step_plumbing_with_a_cpu_stand_in(model, monkeypatch):
         [[(s.token_ids, s.logprobs, s.finish_reason) for s in g] for g in want]
     assert sampler._GraphedStep.captured - captured >= 2  # compaction made a smaller batch: a second graph
     assert sampler._GraphedStep.replayed - replayed > sampler._GraphedStep.captured - captured
+
+
+def test_failed_compilation_falls_back_once(model, monkeypatch, capsys):
+    """A compiler failure costs one warning and eager decoding for the rest of the process, not a retry per step."""
+    from tooln1_min import sampler
+    calls = []
+
+    def broken_compile(fn, **kw):
+        def compiled(*args):
+            calls.append(1)
+            raise RuntimeError("no compiler here")
+        return compiled
+    monkeypatch.setattr(sampler, "_COMPILED", None)
+    monkeypatch.setattr(sampler.torch, "compile", broken_compile)
+    kw = dict(n=2, max_new_tokens=6, temperature=0.7, seed=1)
+    got = generate(model, _prompts(), compile=True, **kw)
+    assert [[s.token_ids for s in g] for g in got] == [[s.token_ids for s in g] for g in generate(model, _prompts(), **kw)]
+    assert len(calls) == 1 and capsys.readouterr().err.count("failed") == 1

@@ -16,7 +16,7 @@ from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model
 from torch.distributed.fsdp import CPUOffloadPolicy, MixedPrecisionPolicy, fully_shard
 from torch.utils.checkpoint import checkpoint
 
-from .model import ModelConfig, Transformer, save_pretrained
+from .model import ModelConfig, Transformer, allow_recompiles, save_pretrained
 
 
 def init_distributed(device: str | None = None):
@@ -63,9 +63,7 @@ def build_sharded(config: ModelConfig, device, param_dtype=None, checkpointing=F
     with torch.device("meta"):
         model = Transformer(config)
     if compile:  # variants: grad on/off x mask or not x one row or more (x policy and reference) fill the default 8
-        dynamo_cfg = torch._dynamo.config
-        limit = "recompile_limit" if hasattr(dynamo_cfg, "recompile_limit") else "cache_size_limit"
-        setattr(dynamo_cfg, limit, max(getattr(dynamo_cfg, limit), 64))
+        allow_recompiles(64)
     for block in model.model.layers:
         if compile:
             block.forward = torch.compile(block.forward, dynamic=True)

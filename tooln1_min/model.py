@@ -102,6 +102,16 @@ def apply_rope(x, cos, sin):
     return x * cos + torch.cat((-x2, x1), dim=-1) * sin
 
 
+def allow_recompiles(n: int):
+    """Raise torch.compile's per-function recompile limit to at least n (past it a function silently runs eagerly).
+    The compiled decode step and training blocks see a handful of legitimate variants each (grad on/off, mask or
+    not, a single row, sampling settings), which together can pass the default of 8."""
+    import torch._dynamo
+    cfg = torch._dynamo.config
+    name = "recompile_limit" if hasattr(cfg, "recompile_limit") else "cache_size_limit"  # renamed in torch 2.6
+    setattr(cfg, name, max(getattr(cfg, name), n))
+
+
 class KVCache:
     """Preallocated static K/V buffers, written by position: k[layer] is (B, kv_heads, max_len, head_dim).
 
@@ -157,9 +167,10 @@ class Attention(nn.Module):
             if rows is not None:  # prefill: store the fresh K/V in cache rows `rows`, attend over the fresh K/V
                 k_cache[rows, :, :T] = k
                 v_cache[rows, :, :T] = v
-            else:  # decode: write each row's token at its own position (index), attend over the whole cache
-                k_cache.scatter_(2, index, k)
-                v_cache.scatter_(2, index, v)
+            else:  # decode: write each row's token at its own position, attend over the whole cache
+                batch, pos = index  # (B,), (B,); an index_put, which torch.compile keeps in place (scatter_ it
+                k_cache[batch, :, pos] = k[:, :, 0]  # would turn into a copy of the whole cache per layer)
+                v_cache[batch, :, pos] = v[:, :, 0]
                 # The query heads sharing a KV head become that head's query rows: plain attention over the
                 # cache, read once, with no GQA flag (on CUDA, GQA with a mask falls back to the slow math kernel).
                 g = self.n_heads // self.n_kv
@@ -279,7 +290,7 @@ class Transformer(nn.Module):
                 raise ValueError(f"decode takes one token per row, got input_ids of shape {tuple(input_ids.shape)}")
             pos = position_ids.view(B, 1, 1, 1)
             mask = torch.arange(cache.max_len, device=x.device).view(1, 1, 1, -1) <= pos  # (B, 1, 1, L)
-            index = pos.expand(B, self.config.num_key_value_heads, 1, self.config.head_dim)
+            index = (torch.arange(B, device=x.device), position_ids[:, 0])
         else:
             mask = self._train_mask(position_ids, attention_mask)
             if mask is not None:  # additive, in the compute dtype, made once: every layer's SDPA shares this tensor

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .model import KVCache, Transformer
+from .model import KVCache, Transformer, allow_recompiles
 
 _M32 = 0xFFFFFFFF
 
@@ -279,13 +279,18 @@ def _compiled_step():
     limit the step silently runs eagerly). CUDA graphs are captured on top of it by _GraphedStep, per chunk."""
     global _COMPILED
     if _COMPILED is None:
+        allow_recompiles(64)  # greedy/sampled, vocab_limit, top-k/p, one row: each a variant of the same step
         compiled = torch.compile(_decode_step, fullgraph=False, dynamic=True)
 
         def step(*args):
             global _COMPILED
+            if _COMPILED is _decode_step:  # an earlier call failed to compile: don't try again on every step
+                return _decode_step(*args)
             try:
                 return compiled(*args)
             except Exception as e:  # noqa: BLE001 - any compiler failure
+                if torch.cuda.is_available() and torch.cuda.is_current_stream_capturing():
+                    raise  # a capture failure, not a compile one: _GraphedStep handles it
                 print(f"[sampler] torch.compile of the decode step failed ({type(e).__name__}: {e}); "
                       "continuing eagerly (generate(..., compile=False) skips this)", file=sys.stderr)
                 _COMPILED = _decode_step
@@ -319,9 +324,13 @@ class _GraphedStep:
             return self.fn(model, cache, tokens, pos, keys, step_t, *consts)
         B = tokens.shape[0]
         if B not in self.graphs:
+            self.graphs.clear()  # batch sizes only fall within a chunk: the bigger graphs never replay again
+            stream = torch.cuda.current_stream() if torch.cuda.is_available() else None
             try:
                 self.graphs[B] = self._capture(model, cache, (tokens, pos, keys, step_t), consts)
             except Exception as e:  # noqa: BLE001 - e.g. an op that cannot be captured on this torch version
+                if stream is not None:  # a failed capture_end can leave the capture stream current
+                    torch.cuda.set_stream(stream)
                 print(f"[sampler] CUDA graph capture failed ({type(e).__name__}: {e}); decoding without graphs",
                       file=sys.stderr)
                 self.failed = True
