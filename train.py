@@ -448,7 +448,9 @@ def grpo_step(cfg, step, records, prompt_ids, streams, tok, policy, ref, sampler
     gaps = torch.cat(gaps) if gaps else torch.zeros(1)
     t2 = time.time()
 
-    sums = dict(loss=0.0, kl=0.0, clip_frac=0.0, entropy=0.0, ratio_max=0.0, tokens=0.0)
+    # Metric sums stay on the device (a float() per micro-batch would stall the GPU queue): read once per step.
+    sums = {k: torch.zeros((), dtype=torch.float64, device=device)
+            for k in ("loss", "kl", "clip_frac", "entropy", "ratio_max", "tokens")}
     grad_norms, n_updates = [], 0
     adv = advantages.to(device)
     for m, plan in enumerate(plans):
@@ -469,18 +471,17 @@ def grpo_step(cfg, step, records, prompt_ids, streams, tok, policy, ref, sampler
                                   loss_agg=cfg.loss_agg, entropy=ent, entropy_coef=cfg.entropy_coef,
                                   num_tokens=num_tokens, num_seqs=num_seqs, max_len=cfg.max_new_tokens)
             loss.backward()
-            w = float(mask.sum())
+            w = mask.sum().double()
             sums["tokens"] += w
-            sums["loss"] += loss.item()
-            sums["kl"] += float(met.get("kl", torch.tensor(0.0))) * w
-            sums["clip_frac"] += float(met["clip_frac"]) * w
-            sums["entropy"] += float(met["entropy"]) * w
-            sums["ratio_max"] = max(sums["ratio_max"], float(met["ratio_max"]))
+            sums["loss"] += loss.detach().double()
+            for k in ("kl", "clip_frac", "entropy"):
+                if k in met:
+                    sums[k] += met[k].double() * w
+            sums["ratio_max"] = torch.maximum(sums["ratio_max"], met["ratio_max"].double())
         grad_norms.append(optimizer_step(cfg, policy, optimizer, scheduler))
         n_updates += 1
     sync_sampler(policy, sampler_model)
-    if device.type == "cuda":
-        torch.cuda.synchronize()  # the update's kernels are still queued: charge them to t_update
+    sums = {k: float(v) for k, v in sums.items()}  # waits for the update's queued kernels: part of t_update
     t3 = time.time()
 
     n_tok = sum(len(e.completion_ids) for e in episodes)

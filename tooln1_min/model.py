@@ -275,6 +275,7 @@ class Transformer(nn.Module):
         view, computed by head_logprobs without ever holding all K positions' logits (see there).
         """
         B, T = input_ids.shape
+        plain = position_ids is None and attention_mask is None  # causal over whole rows: no mask to build
         if position_ids is None:
             if attention_mask is not None and attention_mask.dim() == 3:
                 raise ValueError("an explicit (B, T, T) attention_mask needs explicit position_ids")
@@ -291,8 +292,8 @@ class Transformer(nn.Module):
             pos = position_ids.view(B, 1, 1, 1)
             mask = torch.arange(cache.max_len, device=x.device).view(1, 1, 1, -1) <= pos  # (B, 1, 1, L)
             index = (torch.arange(B, device=x.device), position_ids[:, 0])
-        else:
-            mask = self._train_mask(position_ids, attention_mask)
+        else:  # (checking given positions for packing reads them on the host: skipped when there is nothing to check)
+            mask = None if plain else self._train_mask(position_ids, attention_mask)
             if mask is not None:  # additive, in the compute dtype, made once: every layer's SDPA shares this tensor
                 mask = torch.zeros(mask.shape, dtype=x.dtype, device=x.device).masked_fill_(~mask, float("-inf"))
         for i, layer in enumerate(self.model.layers):
