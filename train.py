@@ -515,17 +515,17 @@ def sft_step(cfg, records, prompt_ids, tok, policy, optimizer, scheduler, device
         mb = seqs[lo:lo + per_rank]
         plan = plan_micro_batches(mb, cfg.micro_batch_tokens, device)
         num_tokens = max(tdist.all_reduce([sum(len(s) - p for s, p in mb)], device=device)[0] / world, 1e-8)
-        total = 0.0
+        total = torch.zeros((), device=device)  # summed on the device: one host read per step, not per forward
         for idx in plan:
             batch = collate(mb, idx, tok.pad_token_id, device)
             lp, mask = forward_logprobs(policy, batch, vocab_limit=tok.vocab_size), batch["mask"]
             loss = -(lp * mask).sum() / num_tokens
             loss.backward()
-            total += loss.item()
+            total += loss.detach()
         losses.append(total)
         grad_norms.append(optimizer_step(cfg, policy, optimizer, scheduler))
     tokens = tdist.all_reduce([sum(len(s) for s, _ in seqs)], device=device)[0]
-    return dict(loss=sum(losses) / len(losses), grad_norm=sum(grad_norms) / max(len(grad_norms), 1),
+    return dict(loss=float(sum(losses)) / len(losses), grad_norm=sum(grad_norms) / max(len(grad_norms), 1),
                 tok_per_s=tokens / max(time.time() - t0, 1e-9), t_update=time.time() - t0,
                 lr=scheduler.get_last_lr()[0])
 

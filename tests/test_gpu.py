@@ -54,7 +54,8 @@ def test_compiled_decode_replays_cuda_graphs_and_matches_eager():
     assert n_captured > 0 and n_replayed > 2 * n_captured, (n_captured, n_replayed)  # graphs, mostly replayed
 
 
-def test_train_py_grpo_on_gpu(tmp_path):
+@pytest.mark.parametrize("extra", [[], ["--compile"]])
+def test_train_py_grpo_on_gpu(tmp_path, extra):
     from tooln1_min.demo import QUICK, DemoConfig, make_base, make_data
     cfg = DemoConfig(**{**QUICK, "out": str(tmp_path)})
     data = make_data(cfg, "k")
@@ -62,7 +63,7 @@ def test_train_py_grpo_on_gpu(tmp_path):
     out = tmp_path / "run"
     cmd = [sys.executable, "train.py", "--model", base, "--data", os.path.join(data, "train.jsonl"), "--out", str(out),
            "--batch-size", "8", "--mini-batch-size", "4", "--n-samples", "4", "--max-new-tokens", "16",
-           "--max-steps", "2", "--lr", "1e-4", "--activation-checkpointing"]
+           "--max-steps", "2", "--lr", "1e-4", "--activation-checkpointing", *extra]
     res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     metrics = [json.loads(line) for line in open(out / "metrics.jsonl")]
