@@ -16,6 +16,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from tooln1_min.model import ModelConfig, Transformer  # noqa: E402
+from tooln1_min import sampler  # noqa: E402
 from tooln1_min.sampler import generate  # noqa: E402
 
 SHAPES = {  # Qwen2.5 config.json values
@@ -85,11 +86,14 @@ def main():
               max_batch_size=rows, compile=not args.no_compile and device.type == "cuda", seed=0)
     generate(model, prompts[:max(1, 8 // args.n)], **{**kw, "max_new_tokens": 16})  # warm-up / compile
     generate(model, prompts, **kw)  # second warm-up at full size (graph capture for this batch size)
+    graphs = sampler._GraphedStep.captured, sampler._GraphedStep.replayed
     out, secs = timed(lambda: generate(model, prompts, **kw), device)
+    graphs = sampler._GraphedStep.captured - graphs[0], sampler._GraphedStep.replayed - graphs[1]
     tokens = sum(len(s.token_ids) for g_ in out for s in g_)
     step_ms = secs / args.new * 1e3
     print(f"tooln1-min  {args.size} x{rows} seqs, prompt {args.prompt_len}, new {args.new}: "
-          f"{tokens / secs:,.0f} tok/s, {step_ms:.2f} ms/step (prefill included)")
+          f"{tokens / secs:,.0f} tok/s, {step_ms:.2f} ms/step (prefill included); "
+          f"CUDA graphs captured {graphs[0]}, replayed {graphs[1]} times")
     if device.type == "cuda":
         weights = sum(p_.numel() * p_.element_size() for p_ in model.parameters())
         kv = 2 * cfg.num_hidden_layers * rows * cfg.num_key_value_heads * cfg.head_dim * 2 * \

@@ -58,7 +58,7 @@ def build_sharded(config: ModelConfig, device, param_dtype=None, checkpointing=F
                   compile=False):
     """A Transformer with every block, then the root, fully_shard-ed (FSDP2). Weights are uninitialised:
     load them with load_full_state. Tied embedding/lm_head is one parameter, so it stays in the root unit.
-    compile: torch.compile each block's forward (all blocks share one graph; shapes are dynamic). Replacing the
+    compile: torch.compile each block's forward (all blocks share its graphs; shapes are dynamic). Replacing the
     forward, not the module, keeps HF parameter names and leaves FSDP's hooks outside the compiled code."""
     with torch.device("meta"):
         model = Transformer(config)
