@@ -46,8 +46,6 @@ def pick_device(device: str | None, dtype: str | None) -> tuple[str, torch.dtype
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise SystemExit(f"--device {device}: CUDA is not available on this machine (use --device cpu)")
-    if device.startswith("cuda"):
-        torch.cuda.set_device(torch.device(device))  # cuda:1: streams and captured graphs follow the current device
     if dtype is None:
         dtype = "bf16" if device.startswith("cuda") else "fp32"
     return device, {"bf16": torch.bfloat16, "fp32": torch.float32}[dtype]

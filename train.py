@@ -395,8 +395,8 @@ def evaluate(cfg, sampler_model, tok, rank, world, device, label):
 
 def format_line(m):
     keys = [("step", "d"), ("reward", ".3f"), ("accuracy", ".3f"), ("format", ".3f"), ("resp_len", ".1f"),
-            ("informative", ".2f"), ("kl", ".4f"), ("clip_frac", ".3f"), ("entropy", ".3f"), ("grad_norm", ".3f"), ("loss", ".4f"),
-            ("tok_per_s", ".0f"), ("t_rollout", ".1f"), ("t_logprobs", ".1f"), ("t_update", ".1f"),
+            ("informative", ".2f"), ("kl", ".4f"), ("clip_frac", ".3f"), ("entropy", ".3f"), ("grad_norm", ".3f"),
+            ("loss", ".4f"), ("tok_per_s", ".0f"), ("t_rollout", ".1f"), ("t_logprobs", ".1f"), ("t_update", ".1f"),
             ("lp_mismatch_max", ".2e"), ("eval_accuracy", ".3f")]
     return "  ".join(f"{k} {m[k]:{f}}" for k, f in keys if k in m)
 
@@ -426,7 +426,7 @@ def grpo_step(cfg, step, records, prompt_ids, streams, tok, policy, ref, sampler
     seqs = make_sequences([e.prompt_ids for e in episodes], [e.completion_ids for e in episodes])
     # A group whose rewards are all equal has zero advantage everywhere: only its KL term would train.
     informative = (rewards.view(-1, cfg.n).std(-1) > 0 if cfg.n > 1 else torch.ones(len(records), dtype=torch.bool))
-    keep = informative.repeat_interleave(cfg.n) if cfg.filter_groups else torch.ones(len(seqs), dtype=torch.bool)
+    keep = informative.repeat_interleave(cfg.n).tolist() if cfg.filter_groups else [True] * len(seqs)
     # Mini-batches of whole groups: this rank's share of mini_batch_size prompts, n sequences each.
     per_rank = cfg.mini_batch_size // world * cfg.n
     minis = [[i for i in range(lo, min(lo + per_rank, len(seqs))) if keep[i]] for lo in range(0, len(seqs), per_rank)]

@@ -1,4 +1,7 @@
 """Tiny random checkpoints for tests (no downloads): HF-layout folders written by this project's own code."""
+import shutil
+
+import pytest
 import torch
 
 from tooln1_min.model import ModelConfig, Transformer
@@ -26,3 +29,8 @@ def make_model(name_or_dict, seed=0, std=0.2) -> Transformer:
             if n.endswith("norm.weight") or n.endswith(".bias"):
                 p.add_(torch.randn(p.shape, generator=g) * 0.1)
     return model
+
+
+# torch.compile on CPU generates C++: tests of the compiled paths skip where there is no compiler.
+needs_cxx = pytest.mark.skipif(not (shutil.which("g++") or shutil.which("c++")),
+                               reason="torch.compile on CPU needs a C++ compiler")

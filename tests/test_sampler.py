@@ -1,12 +1,11 @@
 """Sampler correctness on CPU: greedy vs an uncached reference, logprobs vs teacher forcing, batch invariance,
 stops, limits, seeds, top-k/top-p, padded vocabulary, bad input."""
 import math
-import shutil
 
 import pytest
 import torch
 
-from helpers import make_model
+from helpers import make_model, needs_cxx
 from tooln1_min.sampler import filter_logits, generate, gumbel_noise, row_keys
 
 TINY = dict(model_type="qwen2", vocab_size=96, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
@@ -150,7 +149,8 @@ def test_uniform_stays_inside_the_open_interval_at_the_extremes():
     logprobs = torch.tensor([[0.0, float("-inf")]]).log_softmax(-1)
     scores = logprobs + torch.stack([g[:1], g[-1:]], -1)  # the largest possible noise on the masked id
     assert scores.argmax(-1).item() == 0
-    assert pick_tokens(logprobs, row_keys(0, torch.arange(1), torch.zeros(1, dtype=torch.long)), 0, False)[0].item() == 0
+    keys = row_keys(0, torch.arange(1), torch.zeros(1, dtype=torch.long))
+    assert pick_tokens(logprobs, keys, 0, False)[0].item() == 0
 
 
 def test_bad_input(model):
@@ -176,7 +176,7 @@ def test_keep_rows_compacts_in_place():
         assert buf.shape[0] == 3 and buf[:, 0, 0, 0].tolist() == [1 + 10 * i, 3 + 10 * i, 4 + 10 * i]
 
 
-@pytest.mark.skipif(not (shutil.which("g++") or shutil.which("c++")), reason="torch.compile on CPU needs a C++ compiler")
+@needs_cxx
 def test_compiled_decode_step_equals_eager_and_compiles_once(model):
     """The compile=True path (CUDA graphs on GPU; plain Inductor here) gives the eager tokens and logprobs, and
     varying batch sizes, cache lengths and compaction reuse one compiled graph (plus one for a single row): with
@@ -277,5 +277,6 @@ def test_failed_compilation_falls_back_once(model, monkeypatch, capsys):
     monkeypatch.setattr(sampler.torch, "compile", broken_compile)
     kw = dict(n=2, max_new_tokens=6, temperature=0.7, seed=1)
     got = generate(model, _prompts(), compile=True, **kw)
-    assert [[s.token_ids for s in g] for g in got] == [[s.token_ids for s in g] for g in generate(model, _prompts(), **kw)]
+    want = generate(model, _prompts(), **kw)
+    assert [[s.token_ids for s in g] for g in got] == [[s.token_ids for s in g] for g in want]
     assert len(calls) == 1 and capsys.readouterr().err.count("failed") == 1

@@ -2,7 +2,6 @@
 the demo pipeline, a GRPO toy task that must improve, and bad input."""
 import json
 import os
-import shutil
 import subprocess
 import sys
 
@@ -10,6 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from helpers import needs_cxx
 from tooln1_min.demo import DemoConfig, QUICK, make_base, make_data
 from tooln1_min.grpo import group_advantages, grpo_loss, token_logprobs
 from tooln1_min.model import Transformer
@@ -84,7 +84,7 @@ def test_activation_checkpointing_leaves_the_update_unchanged(tiny, tmp_path):
     assert any(not torch.allclose(a[k], c[k], atol=1e-6) for k in a)
 
 
-@pytest.mark.skipif(not (shutil.which("g++") or shutil.which("c++")), reason="torch.compile on CPU needs a C++ compiler")
+@needs_cxx
 def test_compiled_blocks_give_the_eager_update(tiny, tmp_path):
     """--compile (each block under torch.compile, with activation checkpointing on top) scores and updates as the
     eager blocks do: the same loss and KL, and the same weight update up to fp32 fusion noise."""
@@ -123,7 +123,7 @@ torch.distributed.destroy_process_group()
 """
 
 
-@pytest.mark.skipif(not (shutil.which("g++") or shutil.which("c++")), reason="torch.compile on CPU needs a C++ compiler")
+@needs_cxx
 def test_compiled_fsdp_blocks_have_no_graph_breaks():
     """Each FSDP-wrapped block compiles whole (a graph break splits it into pieces and loses the fusion), for
     masked and unmasked, grad and no-grad forwards, varying lengths, without recompiling per shape."""

@@ -10,6 +10,7 @@ Randomness is counter-based: the noise for (seed, prompt index, sample index, st
 draw from a stateful generator. So a row's tokens depend only on its own prompt, never on its batch-mates, the chunk
 size or the compaction schedule, and a seed reproduces a run exactly.
 """
+import contextlib
 import sys
 import time
 from dataclasses import dataclass, field
@@ -114,10 +115,10 @@ def generate(model: Transformer, prompts: list[list[int]], *, n: int = 1, max_ne
     temperature 0 is greedy (logprobs are then the plain log-softmax). vocab_limit masks ids >= it (pass the
     tokenizer's vocab size). max_batch_size (rows) and max_cache_tokens (rows x cache length) bound memory: more
     prompts are processed in chunks; on CUDA max_cache_tokens defaults to what fits in 70% of the free memory
-    (a Tool-N1 step at 7B would otherwise ask for a 300 GB cache). max_len caps prompt + completion (default: the model's
-    max_position_embeddings). compile: run the decode step under torch.compile, and on CUDA
-    replay it as CUDA graphs (default: on CUDA only). ignore_stop forces max_new_tokens (benchmarks). stream_ids: each prompt's random
-    stream (default: its index); data-parallel callers pass global indices so results don't depend on ranks.
+    (a Tool-N1 step at 7B would otherwise ask for a 300 GB cache). max_len caps prompt + completion (default: the
+    model's max_position_embeddings). compile: run the decode step under torch.compile, and on CUDA replay it as
+    CUDA graphs (default: on CUDA only). ignore_stop forces max_new_tokens (benchmarks). stream_ids: each prompt's
+    random stream (default: its index); data-parallel callers pass global indices so results don't depend on ranks.
     """
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
@@ -322,6 +323,11 @@ class _GraphedStep:
     def __call__(self, model, cache, tokens, pos, keys, step_t, *consts):
         if self.failed:
             return self.fn(model, cache, tokens, pos, keys, step_t, *consts)
+        # Streams and captures belong to the current device: make it the model's (cuda:1 with cuda:0 current).
+        with torch.cuda.device(tokens.device) if tokens.is_cuda else contextlib.nullcontext():
+            return self._step(model, cache, tokens, pos, keys, step_t, *consts)
+
+    def _step(self, model, cache, tokens, pos, keys, step_t, *consts):
         B = tokens.shape[0]
         if B not in self.graphs:
             self.graphs.clear()  # batch sizes only fall within a chunk: the bigger graphs never replay again
