@@ -2,6 +2,7 @@
 
     python bench/bench_sampler.py --size 0.5b --prompts 64 --n 5 --prompt-len 256 --new 256 [--hf]
     python bench/bench_sampler.py --size 7b --layers 28 --prompts 64 --n 1 --prompt-len 256 --new 128 --hf
+    python bench/bench_sampler.py --size 0.5b --prompts 64 --n 5 1 --hf     # two runs on one model, one compile
 
 Prints generated tokens/s, ms per decode step and the fraction of the HBM roofline (bytes of weights + KV read
 per step / measured device copy bandwidth). --hf runs transformers' generate on the same weights in the same run.
@@ -15,11 +16,15 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from tooln1_min.model import ModelConfig, Transformer  # noqa: E402
 from tooln1_min import sampler  # noqa: E402
 from tooln1_min.sampler import generate  # noqa: E402
+from results import emit  # noqa: E402
 
-SHAPES = {  # Qwen2.5 config.json values
+SHAPES = {  # Qwen2.5 config.json values ("tiny": the CPU rehearsal's toy size, bench/gpu_all.sh --smoke)
+    "tiny": dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                 num_key_value_heads=2, vocab_size=4096, tie_word_embeddings=True),
     "0.5b": dict(hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,
                  num_key_value_heads=2, vocab_size=151936, tie_word_embeddings=True),
     "1.5b": dict(hidden_size=1536, intermediate_size=8960, num_hidden_layers=28, num_attention_heads=12,
@@ -64,7 +69,8 @@ def main():
     p.add_argument("--size", choices=sorted(SHAPES), default="0.5b")
     p.add_argument("--layers", type=int, default=None)
     p.add_argument("--prompts", type=int, default=64)
-    p.add_argument("--n", type=int, default=5)
+    p.add_argument("--n", type=int, nargs="+", default=[5], help="samples per prompt; several values = several "
+                   "runs on the same model (compiled once)")
     p.add_argument("--prompt-len", type=int, default=256)
     p.add_argument("--new", type=int, default=256)
     p.add_argument("--temperature", type=float, default=0.7)
@@ -80,48 +86,71 @@ def main():
         for prm in model.parameters():
             prm.normal_(0, 0.02)
     g = torch.Generator().manual_seed(0)
-    prompts = [torch.randint(0, 151000, (args.prompt_len,), generator=g).tolist() for _ in range(args.prompts)]
-    rows = args.prompts * args.n
-    kw = dict(n=args.n, max_new_tokens=args.new, temperature=args.temperature, ignore_stop=True,
+    vocab = min(151000, cfg.vocab_size)
+    prompts = [torch.randint(0, vocab, (args.prompt_len,), generator=g).tolist() for _ in range(args.prompts)]
+    bw = copy_bandwidth(device) if device.type == "cuda" else None
+    hf = build_hf(model, cfg, device, dtype) if args.hf else None
+    for n in args.n:
+        run_one(args, model, cfg, prompts, n, device, bw, hf)
+
+
+def run_one(args, model, cfg, prompts, n, device, bw, hf):
+    rows = args.prompts * n
+    label = f"{args.size} x{rows}"
+    kw = dict(n=n, max_new_tokens=args.new, temperature=args.temperature, ignore_stop=True,
               max_batch_size=rows, compile=not args.no_compile and device.type == "cuda", seed=0)
-    generate(model, prompts[:max(1, 8 // args.n)], **{**kw, "max_new_tokens": 16})  # warm-up / compile
+    generate(model, prompts[:max(1, 8 // n)], **{**kw, "max_new_tokens": 16})  # warm-up / compile
     generate(model, prompts, **kw)  # second warm-up at full size (graph capture for this batch size)
     graphs = sampler._GraphedStep.captured, sampler._GraphedStep.replayed
     out, secs = timed(lambda: generate(model, prompts, **kw), device)
     graphs = sampler._GraphedStep.captured - graphs[0], sampler._GraphedStep.replayed - graphs[1]
     tokens = sum(len(s.token_ids) for g_ in out for s in g_)
     step_ms = secs / args.new * 1e3
-    print(f"tooln1-min  {args.size} x{rows} seqs, prompt {args.prompt_len}, new {args.new}: "
+    print(f"tooln1-min  {label} seqs, prompt {args.prompt_len}, new {args.new}: "
           f"{tokens / secs:,.0f} tok/s, {step_ms:.2f} ms/step (prefill included); "
           f"CUDA graphs captured {graphs[0]}, replayed {graphs[1]} times")
-    if device.type == "cuda":
+    fig = dict(size=args.size, rows=rows, prompt_len=args.prompt_len, new=args.new, tok_per_s=round(tokens / secs),
+               ms_per_step=round(step_ms, 3), graphs_captured=graphs[0], graphs_replayed=graphs[1],
+               compiled=kw["compile"])
+    if bw:
         weights = sum(p_.numel() * p_.element_size() for p_ in model.parameters())
         kv = 2 * cfg.num_hidden_layers * rows * cfg.num_key_value_heads * cfg.head_dim * 2 * \
             (args.prompt_len + args.new / 2)
-        bw = copy_bandwidth(device)
         roof_ms = (weights + kv) / bw * 1e3
         print(f"  HBM roofline {roof_ms:.2f} ms/step (weights {weights / 1e9:.2f} GB + mean KV {kv / 1e9:.2f} GB at "
               f"{bw / 1e12:.2f} TB/s copy bandwidth): {roof_ms / step_ms:.0%} of roofline")
-    if args.hf:
-        import transformers
-        hf_cfg = transformers.Qwen2Config(**{k: v for k, v in cfg.to_dict().items() if k != "architectures"})
-        default = torch.get_default_dtype()
-        torch.set_default_dtype(dtype)  # built on the device in the bench dtype: no 30 GB fp32 CPU copy at 7B
-        try:
-            with torch.device(device):
-                hf = transformers.Qwen2ForCausalLM(hf_cfg).eval()
-        finally:
-            torch.set_default_dtype(default)
-        missing, unexpected = hf.load_state_dict(model.state_dict(), strict=False)
-        if unexpected or [k for k in missing if k != "lm_head.weight"]:
-            raise RuntimeError(f"weights differ: missing {missing}, unexpected {unexpected}")
-        ids = torch.tensor(prompts, device=device).repeat_interleave(args.n, 0)
+        fig.update(roofline_ms=round(roof_ms, 3), roofline_frac=round(roof_ms / step_ms, 3))
+    if hf is not None:
+        ids = torch.tensor(prompts, device=device).repeat_interleave(n, 0)
         gen = dict(do_sample=True, temperature=args.temperature, top_p=1.0, top_k=0, max_new_tokens=args.new,
                    min_new_tokens=args.new, attention_mask=torch.ones_like(ids))
-        hf.generate(ids[:8], **{**gen, "max_new_tokens": 8, "min_new_tokens": 8})
+        hf.generate(ids[:8], **{**gen, "max_new_tokens": 8, "min_new_tokens": 8,
+                                "attention_mask": torch.ones_like(ids[:8])})
         _, hs = timed(lambda: hf.generate(ids, **gen), device)
-        print(f"HF generate {args.size} x{rows}: {rows * args.new / hs:,.0f} tok/s, {hs / args.new * 1e3:.2f} ms/step"
+        print(f"HF generate {label}: {rows * args.new / hs:,.0f} tok/s, {hs / args.new * 1e3:.2f} ms/step"
               f"  -> tooln1-min is {hs / secs:.1f}x faster")
+        fig.update(hf_tok_per_s=round(rows * args.new / hs), hf_ms_per_step=round(hs / args.new * 1e3, 3),
+                   speedup_vs_hf=round(hs / secs, 2))
+    emit(f"sampler {label}", **fig)
+
+
+def build_hf(model, cfg, device, dtype):
+    """transformers' Qwen2ForCausalLM holding our model's weights, built on the device in the bench dtype."""
+    import transformers
+    hf_cfg = transformers.Qwen2Config(**{k: v for k, v in cfg.to_dict().items() if k != "architectures"})
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)  # built on the device in the bench dtype: no 30 GB fp32 CPU copy at 7B
+    try:
+        with torch.device(device):
+            hf = transformers.Qwen2ForCausalLM(hf_cfg).eval()
+    finally:
+        torch.set_default_dtype(default)
+    missing, unexpected = hf.load_state_dict(model.state_dict(), strict=False)
+    if unexpected or [k for k in missing if k != "lm_head.weight"]:
+        raise RuntimeError(f"weights differ: missing {missing}, unexpected {unexpected}")
+    if cfg.tie_word_embeddings:
+        hf.tie_weights()
+    return hf
 
 
 if __name__ == "__main__":

@@ -1,12 +1,13 @@
 """Training throughput on random weights with real Qwen2.5 shapes (prints figures; not a test).
 
     python bench/bench_train.py update --size 1.5b --batch 4 --seq 1024          # fwd+bwd+AdamW MFU
-    python bench/bench_train.py grpo --size 0.5b --tokenizer DIR --prompts 8 --n 5 --new 256 --steps 3
+    python bench/bench_train.py grpo --size 0.5b [--tokenizer DIR] --prompts 8 --n 5 --new 256 --steps 3
 
 `update` times the training step train.py runs (FSDP2-wrapped, bf16 compute with fp32 master weights and
-reduction, token logprobs, AdamW) and prints model FLOPs / time / 989e12 (H100 SXM dense bf16 peak).
-`grpo` writes a random checkpoint (tokenizer from DIR, e.g. a Qwen2.5 tokenizer folder) and synthetic data, runs
-whole GRPO steps through train.py and prints its time split (rollout / logprobs / update) per step.
+reduction, token logprobs, AdamW) and prints model FLOPs / time / the card's dense bf16 peak (PEAKS, by name).
+`grpo` writes a random checkpoint and synthetic data, runs whole GRPO steps through train.py and prints its time
+split (rollout / logprobs / update) per step. The tokenizer comes from DIR (e.g. a Qwen2.5 tokenizer folder) when
+given, else a small BPE is trained on the synthetic prompts (no files from outside the repo needed).
 """
 import argparse
 import json
@@ -23,9 +24,18 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "bench"))
 from bench_sampler import qwen_config  # noqa: E402
+from results import emit  # noqa: E402
 from tooln1_min import dist as tdist  # noqa: E402
 
-PEAK = 989e12
+PEAKS = {"H100": 989e12, "H200": 989e12, "H800": 989e12, "GH200": 989e12, "B200": 2250e12, "A100": 312e12}  # dense
+
+
+def peak_flops(device):
+    """The card's dense bf16 peak, from its name (None when unknown, e.g. on CPU)."""
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    return next((v for k, v in sorted(PEAKS.items(), key=lambda kv: -len(kv[0])) if k in name), None)
 
 
 def bench_update(args):
@@ -37,7 +47,7 @@ def bench_update(args):
         for p in model.parameters():
             p.normal_(0, 0.02)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-6, foreach=True)
-    ids = torch.randint(0, 151000, (args.batch, args.seq), device=device)
+    ids = torch.randint(0, min(151000, cfg.vocab_size), (args.batch, args.seq), device=device)
     # Matmul parameters: the input embedding is a lookup, not a matmul (a tied one still counts, as the lm_head).
     # DTensor.numel() is already the global count.
     n_params = sum(p.numel() for name, p in model.named_parameters()
@@ -66,28 +76,50 @@ def bench_update(args):
     attn = 12 * cfg.num_hidden_layers * cfg.num_attention_heads * cfg.head_dim * args.seq * tokens / 2  # causal
     flops = 6 * n_params * tokens + attn
     if tdist.is_main():
+        peak = peak_flops(device)
+        mfu = flops / secs / peak if peak else None
         print(f"update{' (compiled)' if args.compile else ''} {args.size} ({n_params / 1e9:.2f}B params), "
-              f"{args.batch}x{args.seq} tokens x {world} rank(s): "
-              f"{secs * 1e3:.0f} ms/step, {tokens * world / secs:,.0f} tok/s, MFU {flops / secs / PEAK:.1%}")
+              f"{args.batch}x{args.seq} tokens x {world} rank(s): {secs * 1e3:.0f} ms/step, "
+              f"{tokens * world / secs:,.0f} tok/s, {flops / secs / 1e12:.1f} TFLOP/s"
+              + (f", MFU {mfu:.1%}" if mfu else " (no known peak for this device)"))
+        emit(f"update {args.size}{' compiled' if args.compile else ''}", size=args.size, batch=args.batch,
+             seq=args.seq, ranks=world, compiled=args.compile, ms_per_step=round(secs * 1e3, 2),
+             tok_per_s=round(tokens * world / secs), tflops=round(flops / secs / 1e12, 2),
+             mfu=round(mfu, 4) if mfu else None)
+
+
+def bench_tokenizer(path, records):
+    """The tokenizer at path if given; else a small BPE trained on the records' rendered prompts and answers."""
+    from tooln1_min.data import render_prompt, render_target
+    from tooln1_min.tokenizer import Tokenizer, train_tokenizer
+    if path:
+        return Tokenizer.from_pretrained(path), "from " + path
+    bootstrap = train_tokenizer(["x"], 300)  # only to render the chat template
+    corpus = [render_prompt(bootstrap, r) + render_target(r) for r in records]
+    tok = train_tokenizer(corpus, 4000)
+    return tok, f"trained here ({tok.vocab_size} ids; no Qwen2.5 tokenizer given)"
 
 
 def bench_grpo(args):
     from tooln1_min.data import save_records, synthetic_records
     from tooln1_min.model import Transformer
-    from tooln1_min.tokenizer import Tokenizer
     tmp = tempfile.mkdtemp()
     try:
         cfg = qwen_config(args.size, args.layers)
+        records = synthetic_records(max(args.prompts * args.steps, 64), seed=0)
+        tok, tok_note = bench_tokenizer(args.tokenizer, records)
+        print(f"tokenizer: {tok_note}", flush=True)
         with torch.device("cpu"):
             model = Transformer(cfg).init_weights(std=0.02, seed=0)
         ckpt = os.path.join(tmp, "model")
         model.save_pretrained(ckpt)
-        Tokenizer.from_pretrained(args.tokenizer).save_pretrained(ckpt)
-        save_records(synthetic_records(max(args.prompts * args.steps, 64), seed=0), os.path.join(tmp, "d.jsonl"))
+        del model
+        tok.save_pretrained(ckpt)
+        save_records(records, os.path.join(tmp, "d.jsonl"))
         cmd = [sys.executable, os.path.join(ROOT, "train.py"), "--model", ckpt, "--data", os.path.join(tmp, "d.jsonl"),
                "--out", os.path.join(tmp, "run"), "--batch-size", str(args.prompts), "--mini-batch-size",
                str(args.prompts), "--n-samples", str(args.n), "--max-new-tokens", str(args.new),
-               "--max-steps", str(args.steps), "--temperature", "0.7", "--save-every", "1000000"]
+               "--max-steps", str(args.steps), "--temperature", "0.7", "--save-every", "1000000", *args.train_args]
         subprocess.run(cmd, check=True)
         print("(step 1 includes compiling the decode step and recording its CUDA graphs; later steps are steady state)")
         for line in open(os.path.join(tmp, "run", "metrics.jsonl")):
@@ -95,6 +127,10 @@ def bench_grpo(args):
             total = m["t_rollout"] + m["t_logprobs"] + m["t_update"]
             print(f"GRPO step {m['step']}: {total:.2f} s = rollout {m['t_rollout']:.2f} + logprobs "
                   f"{m['t_logprobs']:.2f} + update {m['t_update']:.2f}  ({m['tok_per_s']:,.0f} rollout tok/s)")
+            emit(f"grpo step {m['step']} {args.size}", size=args.size, prompts=args.prompts, n=args.n, new=args.new,
+                 step=m["step"], seconds=round(total, 3), t_rollout=round(m["t_rollout"], 3),
+                 t_logprobs=round(m["t_logprobs"], 3), t_update=round(m["t_update"], 3),
+                 rollout_tok_per_s=round(m["tok_per_s"]), tokenizer=tok_note, warm=m["step"] > 1)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -114,9 +150,10 @@ def main():
     p.add_argument("--n", type=int, default=5)
     p.add_argument("--new", type=int, default=256)
     p.add_argument("--steps", type=int, default=3)
+    p.add_argument("--train-args", nargs=argparse.REMAINDER, default=[], help="grpo: passed on to train.py")
     args = p.parse_args()
-    if args.what == "grpo" and not args.tokenizer:
-        raise SystemExit("grpo needs --tokenizer DIR (a folder with a Qwen2.5 tokenizer.json)")
+    if args.tokenizer and not os.path.isfile(os.path.join(args.tokenizer, "tokenizer.json")):
+        raise SystemExit(f"--tokenizer {args.tokenizer}: no tokenizer.json there")
     bench_update(args) if args.what == "update" else bench_grpo(args)
 
 

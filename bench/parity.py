@@ -16,6 +16,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_sampler import qwen_config  # noqa: E402
+from results import emit  # noqa: E402
 from tooln1_min.model import Transformer  # noqa: E402
 
 
@@ -82,6 +83,17 @@ def main():
     print(f"  fp32 ours vs transformers        {res['fp32_ours_vs_hf']:.2e}")
     print(f"  bf16 ours vs transformers bf16   {res['bf16_ours_vs_hf']:.2e}")
     print(f"  bf16 vs fp32 reference: ours {res['bf16_ours_vs_fp32']:.2e}, transformers {res['bf16_hf_vs_fp32']:.2e}")
+    ok = passes(res)
+    emit(f"parity {args.size} ({args.layers or 'all'} layers)", "ok" if ok else "failed",
+         **{k: float(f"{v:.3e}") for k, v in res.items()}, device=where)
+    if not ok:
+        raise SystemExit("parity outside tolerance (fp32 <= 1e-3; bf16 ours no further from fp32 than 2x transformers')")
+
+
+def passes(res) -> bool:
+    """The tolerance tests/test_gpu.py asserts: fp32 equal to transformers up to kernel rounding; in bf16 ours no
+    further from the fp32 reference than transformers' own bf16 model (x2, + 1e-3)."""
+    return res["fp32_ours_vs_hf"] <= 1e-3 and res["bf16_ours_vs_fp32"] <= 2 * res["bf16_hf_vs_fp32"] + 1e-3
 
 
 if __name__ == "__main__":

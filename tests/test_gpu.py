@@ -20,11 +20,10 @@ sys.path.insert(0, os.path.join(ROOT, "bench"))
 
 def test_parity_with_transformers_at_qwen25_widths():
     pytest.importorskip("transformers")
-    from parity import parity
+    from parity import parity, passes
     res = parity("0.5b", layers=4, device="cuda")
-    assert res["fp32_ours_vs_hf"] <= 1e-3, res
     # bf16 differs by kernels' summation order; ours must be no further from fp32 than transformers' bf16 is.
-    assert res["bf16_ours_vs_fp32"] <= 2 * res["bf16_hf_vs_fp32"] + 1e-3, res
+    assert passes(res), res
 
 
 def test_compiled_decode_replays_cuda_graphs_and_matches_eager():
@@ -54,7 +53,7 @@ def test_compiled_decode_replays_cuda_graphs_and_matches_eager():
     assert n_captured > 0 and n_replayed > 2 * n_captured, (n_captured, n_replayed)  # graphs, mostly replayed
 
 
-@pytest.mark.parametrize("extra", [[], ["--compile"]])
+@pytest.mark.parametrize("extra", [[], ["--compile"]], ids=["eager", "compile"])
 def test_train_py_grpo_on_gpu(tmp_path, extra):
     from tooln1_min.demo import QUICK, DemoConfig, make_base, make_data
     cfg = DemoConfig(**{**QUICK, "out": str(tmp_path)})
