@@ -79,6 +79,7 @@ def main():
     args = p.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    t0 = time.perf_counter()
     cfg = qwen_config(args.size, args.layers)
     with torch.device(device):
         model = Transformer(cfg).to(dtype).eval()
@@ -90,6 +91,7 @@ def main():
     prompts = [torch.randint(0, vocab, (args.prompt_len,), generator=g).tolist() for _ in range(args.prompts)]
     bw = copy_bandwidth(device) if device.type == "cuda" else None
     hf = build_hf(model, cfg, device, dtype) if args.hf else None
+    print(f"models built in {time.perf_counter() - t0:.1f} s", flush=True)
     for n in args.n:
         run_one(args, model, cfg, prompts, n, device, bw, hf)
 
@@ -99,8 +101,10 @@ def run_one(args, model, cfg, prompts, n, device, bw, hf):
     label = f"{args.size} x{rows}"
     kw = dict(n=n, max_new_tokens=args.new, temperature=args.temperature, ignore_stop=True,
               max_batch_size=rows, compile=not args.no_compile and device.type == "cuda", seed=0)
+    t0 = time.perf_counter()
     generate(model, prompts[:max(1, 8 // n)], **{**kw, "max_new_tokens": 16})  # warm-up / compile
     generate(model, prompts, **kw)  # second warm-up at full size (graph capture for this batch size)
+    print(f"warm-up ({'compile, ' if kw['compile'] else ''}graph capture) {time.perf_counter() - t0:.1f} s", flush=True)
     graphs = sampler._GraphedStep.captured, sampler._GraphedStep.replayed
     out, secs = timed(lambda: generate(model, prompts, **kw), device)
     graphs = sampler._GraphedStep.captured - graphs[0], sampler._GraphedStep.replayed - graphs[1]
@@ -131,7 +135,10 @@ def run_one(args, model, cfg, prompts, n, device, bw, hf):
               f"  -> tooln1-min is {hs / secs:.1f}x faster")
         fig.update(hf_tok_per_s=round(rows * args.new / hs), hf_ms_per_step=round(hs / args.new * 1e3, 3),
                    speedup_vs_hf=round(hs / secs, 2))
-    emit(f"sampler {label}", **fig)
+    if kw["compile"] and sampler._COMPILED is sampler._decode_step:  # the sampler warned and ran eagerly
+        emit(f"sampler {label}", "failed", reason="torch.compile of the decode step failed: eager figures", **fig)
+    else:
+        emit(f"sampler {label}", **fig)
 
 
 def build_hf(model, cfg, device, dtype):

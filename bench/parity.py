@@ -30,14 +30,16 @@ def random_pair(size, layers, device, seed=0):
         for name, p in ours.named_parameters():
             if name.endswith("norm.weight") or name.endswith(".bias"):
                 p.add_(torch.randn_like(p) * 0.1)
-    hf = transformers.Qwen2ForCausalLM(transformers.Qwen2Config(
-        **{k: v for k, v in cfg.to_dict().items() if k != "architectures"}))
+    ours = ours.to(device).eval()
+    with torch.device(device):  # transformers' own random init runs on the device (slow on CPU at 7B widths)
+        hf = transformers.Qwen2ForCausalLM(transformers.Qwen2Config(
+            **{k: v for k, v in cfg.to_dict().items() if k != "architectures"}))
     missing, unexpected = hf.load_state_dict(ours.state_dict(), strict=False)
     if unexpected or [k for k in missing if k != "lm_head.weight"]:
         raise RuntimeError(f"state dicts differ: missing {missing}, unexpected {unexpected}")
     if cfg.tie_word_embeddings:
         hf.tie_weights()
-    return ours.to(device).eval(), hf.to(device).eval()
+    return ours, hf.eval()
 
 
 def batch(vocab, device, rows=3, length=96, seed=1):

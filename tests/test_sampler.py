@@ -137,6 +137,37 @@ def test_gumbel_noise_is_well_distributed():
     assert torch.allclose(freq, probs, atol=0.015)
 
 
+def _fmix32_ref(x: int) -> int:  # murmur3's finaliser on Python ints: the hash the sampler's streams are defined by
+    x ^= x >> 16
+    x = x * 0x85EBCA6B & 0xFFFFFFFF
+    x ^= x >> 13
+    x = x * 0xC2B2AE35 & 0xFFFFFFFF
+    return x ^ x >> 16
+
+
+def test_hash_matches_murmur3_with_int32_safe_constants():
+    """Regression (first GPU run, H200): Triton rejected the constant 0x9E3779B1 against an index inductor kept in
+    int32, so torch.compile of the decode step failed and the sampler ran eagerly. The constants are now their
+    signed 32-bit equals; the hashes (hence every sampled token) must stay murmur3's, also for int32 inputs."""
+    from tooln1_min.sampler import _fmix32, _mul32
+    g = torch.Generator().manual_seed(0)
+    xs = torch.cat([torch.randint(0, 2**32, (2000,), generator=g), torch.tensor([0, 1, 2**31 - 1, 2**31, 2**32 - 1])])
+    assert _fmix32(xs).tolist() == [_fmix32_ref(x) for x in xs.tolist()]
+    idx = torch.arange(0, 2**31 - 1, 2**31 // 997, dtype=torch.int32)
+    want = [i * 0x9E3779B1 & 0xFFFFFFFF for i in idx.tolist()]
+    assert (_mul32(idx, 0x9E3779B1).long() & 0xFFFFFFFF).tolist() == want  # an int32 product wraps: low bits kept
+    keys = row_keys(7, torch.tensor([0, 5, 70000]), torch.tensor([0, 3, 1]))
+    ref = [_fmix32_ref(_fmix32_ref((p * 0x9E3779B1 + 7) & 0xFFFFFFFF) ^ (s * 0x27D4EB2F & 0xFFFFFFFF))
+           for p, s in [(0, 0), (5, 3), (70000, 1)]]
+    assert keys.tolist() == ref
+    from tooln1_min.sampler import uniform_open
+    h = [_fmix32_ref((k * 0x165667B1 + 9) & 0xFFFFFFFF) for k in ref]
+    noise = gumbel_noise(keys, 9, 50)
+    for r, hr in enumerate(h):
+        u = uniform_open(torch.tensor([_fmix32_ref(hr ^ (v * 0x9E3779B1 & 0xFFFFFFFF)) for v in range(50)]))
+        assert torch.equal(noise[r], -torch.log(-torch.log(u)))
+
+
 def test_uniform_stays_inside_the_open_interval_at_the_extremes():
     """Regression: with 24 bits the largest hash gave u == 1.0 in fp32, Gumbel noise +inf, and a padding id past
     vocab_limit (logprob -inf) won the argmax as nan, about once per 2**24 draws (a crash in GRPO step 253)."""

@@ -29,25 +29,32 @@ class Sample:
     finish_reason: str = "length"                        # "stop" or "length"
 
 
+def _mul32(x, c: int):
+    """x * c mod 2**32 for tensors holding 32-bit values. A constant >= 2**31 is written as its signed 32-bit
+    equal (same low 32 bits): Triton rejects 0x9E3779B1 against an index inductor keeps in int32, and an int32
+    product that wraps still has the right low 32 bits, which the caller's mask keeps."""
+    return x * (c - (1 << 32) if c >= 1 << 31 else c)
+
+
 def _fmix32(x):
     """murmur3's 32-bit finaliser on int64 tensors holding 32-bit values (a cheap, well-mixed hash)."""
     x = x ^ (x >> 16)
-    x = (x * 0x85EBCA6B) & _M32
+    x = _mul32(x, 0x85EBCA6B) & _M32
     x = x ^ (x >> 13)
-    x = (x * 0xC2B2AE35) & _M32
+    x = _mul32(x, 0xC2B2AE35) & _M32
     return x ^ (x >> 16)
 
 
 def row_keys(seed: int, prompt_index, sample_index):
     """One 32-bit key per row from (seed, prompt, sample): the row's private random stream."""
-    x = _fmix32((prompt_index * 0x9E3779B1 + (seed & _M32)) & _M32)
-    return _fmix32((x ^ (sample_index * 0x27D4EB2F)) & _M32)
+    x = _fmix32((_mul32(prompt_index, 0x9E3779B1) + (seed & _M32)) & _M32)
+    return _fmix32((x ^ _mul32(sample_index, 0x27D4EB2F)) & _M32)
 
 
 def gumbel_noise(keys, step, vocab: int):
     """Gumbel(0, 1) noise (B, V) from hash(row key, step, token id); step is an int or a 0-d tensor."""
-    h = _fmix32((keys * 0x165667B1 + step) & _M32)[:, None]                     # (B, 1)
-    x = _fmix32((h ^ torch.arange(vocab, device=keys.device) * 0x9E3779B1) & _M32)  # (B, V)
+    h = _fmix32((_mul32(keys, 0x165667B1) + step) & _M32)[:, None]                       # (B, 1)
+    x = _fmix32((h ^ _mul32(torch.arange(vocab, device=keys.device), 0x9E3779B1)) & _M32)  # (B, V)
     return -torch.log(-torch.log(uniform_open(x)))
 
 
