@@ -433,19 +433,14 @@ def grpo_step(cfg, step, records, prompt_ids, streams, tok, policy, ref, sampler
     plans = [[[mb[j] for j in g] for g in plan_micro_batches([seqs[i] for i in mb], cfg.micro_batch_tokens, device,
                                                                cfg.pack_len)] for mb in minis]
     pad = tok.pad_token_id
-    old = [batch_logprobs(policy, seqs, plan, pad, device, cfg.temperature, tok.vocab_size, cfg.pack_len)
-           for plan in plans]
+    # One optimizer step per rollout: the old policy is the one being updated, so its log-probs are the update's
+    # own, detached (ratio exactly 1, the same gradient): no separate scoring pass. Else score before any update.
+    old = None if old_policy_is_current(cfg) else \
+        [batch_logprobs(policy, seqs, plan, pad, device, cfg.temperature, tok.vocab_size, cfg.pack_len)
+         for plan in plans]
     refs = [batch_logprobs(ref, seqs, plan, pad, device, cfg.temperature, tok.vocab_size, cfg.pack_len)
             for plan in plans] \
         if ref else None
-    # Sampler vs trainer: the same tokens scored by both; a large gap silently biases the importance ratio.
-    gaps = []
-    for plan, lps in zip(plans, old):
-        for idx, lp in zip(plan, lps):
-            for r, i in enumerate(idx):
-                s, start = seqs[i]
-                gaps.append((lp[r, :len(s) - start].cpu() - torch.tensor(episodes[i].sampler_logprobs)).abs())
-    gaps = torch.cat(gaps) if gaps else torch.zeros(1)
     t2 = time.time()
 
     # Metric sums stay on the device (a float() per micro-batch would stall the GPU queue): read once per step.
@@ -453,6 +448,7 @@ def grpo_step(cfg, step, records, prompt_ids, streams, tok, policy, ref, sampler
             for k in ("loss", "kl", "clip_frac", "entropy", "ratio_max", "tokens")}
     grad_norms, n_updates = [], 0
     adv = advantages.to(device)
+    scored = [[] for _ in plans]  # the old log-probs as used, for the sampler/trainer mismatch below
     for m, plan in enumerate(plans):
         local_tokens = sum(len(seqs[i][0]) - seqs[i][1] for idx in plan for i in idx)
         global_tokens, global_seqs = tdist.all_reduce([local_tokens, sum(map(len, plan))], device=device)
@@ -464,9 +460,11 @@ def grpo_step(cfg, step, records, prompt_ids, streams, tok, policy, ref, sampler
         for j, idx in enumerate(plan):
             mb = collate(seqs, idx, pad, device, cfg.pack_len)
             lp, ent = forward_logprobs(policy, mb, cfg.temperature, tok.vocab_size, entropy=True)
+            old_lp = old[m][j] if old is not None else lp.detach()
+            scored[m].append(old_lp)
             mask = mb["mask"]
             a = adv[idx] if idx else torch.zeros(1, device=device)
-            loss, met = grpo_loss(lp, old[m][j], refs[m][j] if refs else None, a, mask, clip_eps=cfg.clip_eps,
+            loss, met = grpo_loss(lp, old_lp, refs[m][j] if refs else None, a, mask, clip_eps=cfg.clip_eps,
                                   clip_eps_high=cfg.clip_eps_high or None, kl_coef=cfg.kl_coef if refs else 0.0,
                                   loss_agg=cfg.loss_agg, entropy=ent, entropy_coef=cfg.entropy_coef,
                                   num_tokens=num_tokens, num_seqs=num_seqs, max_len=cfg.max_new_tokens)
@@ -483,6 +481,7 @@ def grpo_step(cfg, step, records, prompt_ids, streams, tok, policy, ref, sampler
     sync_sampler(policy, sampler_model)
     sums = {k: float(v) for k, v in sums.items()}  # waits for the update's queued kernels: part of t_update
     t3 = time.time()
+    gaps = sampler_gaps(plans, old if old is not None else scored, seqs, episodes)
 
     n_tok = sum(len(e.completion_ids) for e in episodes)
     tot = tdist.all_reduce([float(rewards.sum()), float((rewards == 1).sum()), sum(e.format_ok for e in episodes),
@@ -501,6 +500,23 @@ def grpo_step(cfg, step, records, prompt_ids, streams, tok, policy, ref, sampler
                 lp_mismatch_mean=tot[9] / max(tot[10], 1), lp_mismatch_max=gap_max,
                 tok_per_s=tokens / max(t1 - t0, 1e-9), t_rollout=t1 - t0, t_logprobs=t2 - t1, t_update=t3 - t2,
                 lr=scheduler.get_last_lr()[0])
+
+
+def old_policy_is_current(cfg) -> bool:
+    """True when each rollout feeds exactly one optimizer step (batch size == mini-batch size)."""
+    return cfg.batch_size <= cfg.mini_batch_size
+
+
+def sampler_gaps(plans, lps, seqs, episodes):
+    """|sampler logprob - trainer logprob| of every sampled token, both scoring the same policy: a large gap
+    silently biases the importance ratio. lps[m][j] holds the old log-probs of plans[m][j]'s sequences."""
+    gaps = []
+    for plan, mini in zip(plans, lps):
+        for idx, lp in zip(plan, mini):
+            for r, i in enumerate(idx):
+                s, start = seqs[i]
+                gaps.append((lp[r, :len(s) - start].cpu() - torch.tensor(episodes[i].sampler_logprobs)).abs())
+    return torch.cat(gaps) if gaps else torch.zeros(1)
 
 
 def sft_step(cfg, records, prompt_ids, tok, policy, optimizer, scheduler, device, world):

@@ -72,6 +72,8 @@ def bench_update(args):
     if device.type == "cuda":
         torch.cuda.synchronize()
     secs = (time.perf_counter() - t) / args.iters
+    if args.profile:
+        profile_step(step, device)
     tokens = args.batch * args.seq
     attn = 12 * cfg.num_hidden_layers * cfg.num_attention_heads * cfg.head_dim * args.seq * tokens / 2  # causal
     flops = 6 * n_params * tokens + attn
@@ -86,6 +88,27 @@ def bench_update(args):
              seq=args.seq, ranks=world, compiled=args.compile, ms_per_step=round(secs * 1e3, 2),
              tok_per_s=round(tokens * world / secs), tflops=round(flops / secs / 1e12, 2),
              mfu=round(mfu, 4) if mfu else None)
+
+
+def profile_step(step, device, top=12):
+    """One more step under torch.profiler: the kernels that bound it, by device time (what a missed MFU target
+    needs next to the number)."""
+    from torch.profiler import ProfilerActivity, profile
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=acts) as prof:
+        step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+    key = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    events = sorted(prof.key_averages(), key=lambda e: -getattr(e, key))
+    total = sum(getattr(e, key) for e in events) or 1
+    rows = [dict(name=e.key[:90], ms=round(getattr(e, key) / 1e3, 3), share=round(getattr(e, key) / total, 4),
+                 calls=e.count) for e in events[:top]]
+    print(f"profile of one step, top {top} by {key} (total {total / 1e3:.1f} ms):")
+    for r in rows:
+        print(f"  {r['share']:6.1%} {r['ms']:9.2f} ms  x{r['calls']:<5} {r['name']}")
+    if tdist.is_main():
+        emit("update profile", total_ms=round(total / 1e3, 2), top=rows)
 
 
 def bench_tokenizer(path, records):
@@ -145,6 +168,7 @@ def main():
     p.add_argument("--iters", type=int, default=5)
     p.add_argument("--checkpointing", action="store_true")
     p.add_argument("--compile", action="store_true", help="torch.compile each block (train.py --compile)")
+    p.add_argument("--profile", action="store_true", help="update: then profile one step (top kernels)")
     p.add_argument("--tokenizer", default="")
     p.add_argument("--prompts", type=int, default=8)
     p.add_argument("--n", type=int, default=5)

@@ -46,7 +46,7 @@ def jobs(smoke: bool, tokenizer: str):
             ("sampler", "sampler tiny", 10, 90, [PY, f"{b}/bench_sampler.py", "--size", "tiny", "--prompts", "4",
                                                  "--n", "2", "1", "--prompt-len", "16", "--new", "8", "--hf"]),
             ("update", "update tiny", 10, 90, [PY, f"{b}/bench_train.py", "update", "--size", "tiny", "--batch", "2",
-                                               "--seq", "64", "--iters", "2"]),
+                                               "--seq", "64", "--iters", "2", "--profile"]),
             ("update", "update tiny compiled", 0, 0, "not rehearsed on CPU (minutes of C++ compilation)"),
             ("grpo", "grpo tiny", 20, 120, [PY, f"{b}/bench_train.py", "grpo", "--size", "tiny", "--prompts", "2",
                                             "--n", "2", "--new", "8", "--steps", "1", *tok]),
@@ -60,8 +60,8 @@ def jobs(smoke: bool, tokenizer: str):
                                                "--n", "5", "1", "--prompt-len", "256", "--new", "256", "--hf"]),
         ("sampler", "sampler 7b", 100, 180, [PY, f"{b}/bench_sampler.py", "--size", "7b", "--prompts", "64",
                                             "--n", "1", "--prompt-len", "256", "--new", "128", "--hf"]),
-        ("update", "update 1.5b", 20, 120, [PY, f"{b}/bench_train.py", "update", "--size", "1.5b", "--batch", "4",
-                                            "--seq", "1024"]),
+        ("update", "update 1.5b", 25, 120, [PY, f"{b}/bench_train.py", "update", "--size", "1.5b", "--batch", "4",
+                                            "--seq", "1024", "--profile"]),
         ("update", "update 1.5b compiled", 55, 180, [PY, f"{b}/bench_train.py", "update", "--size", "1.5b",
                                                      "--batch", "4", "--seq", "1024", "--compile"]),
         ("grpo", "grpo 0.5b", 90, 240, [PY, f"{b}/bench_train.py", "grpo", "--size", "0.5b", "--prompts", "8",
@@ -181,6 +181,8 @@ def _figure(r) -> str:
         if "hf_tok_per_s" in r:
             s += f"; HF {r['hf_tok_per_s']:,} tok/s here -> **{r['speedup_vs_hf']}x**"
         return s
+    if n == "update profile":
+        return "; ".join(f"{t['share']:.0%} {t['name'][:40]}" for t in r["top"][:4]).replace("|", "/")
     if n.startswith("update"):
         return f"{r['ms_per_step']} ms/step, {r['tflops']} TFLOP/s" + (f", **MFU {r['mfu']:.1%}**" if r["mfu"] else "")
     if n.startswith("grpo"):

@@ -348,3 +348,41 @@ def test_completion_window_logprobs_match_full_forward(pack_len):
     for idx in plan:
         _, lengths = train.pack_rows(seqs, idx, pack_len)
         assert max(lengths) * len(lengths) <= 40 or len(idx) == 1
+
+
+@pytest.mark.parametrize("kl_coef", [1e-2, 0.0])
+def test_one_update_per_rollout_skips_the_old_logprob_pass_with_the_same_update(tiny, tmp_path, monkeypatch, kl_coef):
+    """batch == mini-batch: the old log-probs are the update's own forward, detached (no scoring pass); the weights
+    after two steps equal those of a run that scores the old policy in a separate pass. kl_coef 0: no reference
+    model is built at all."""
+    sys.path.insert(0, ROOT)
+    import train as train_script
+    base, data = tiny
+    calls = []
+    real = train_script.batch_logprobs
+    monkeypatch.setattr(train_script, "batch_logprobs", lambda model, *a, **k: calls.append(model) or real(model, *a, **k))
+    from tooln1_min import reward
+    # Mixed rewards within groups (a random model never earns the binary one): real advantages, a real gradient.
+    monkeypatch.setitem(reward.REWARDS, "binary", lambda text, answer: float(sum(map(ord, text)) % 2))
+    built = []
+    real_load = train_script.load_models
+    monkeypatch.setattr(train_script, "load_models", lambda cfg, dev, need_ref: built.append(need_ref) or
+                        real_load(cfg, dev, need_ref))
+    kw = dict(batch_size=4, mini_batch_size=4, kl_coef=kl_coef, weight_decay=0.0, n=4)
+    train_script.main(_grpo_args(base, data, tmp_path / "fast", **kw))
+    fast_calls = len(calls)
+    monkeypatch.setattr(train_script, "old_policy_is_current", lambda cfg: False)
+    train_script.main(_grpo_args(base, data, tmp_path / "slow", **kw))
+    slow_calls = len(calls) - fast_calls
+    ref_passes = 2 if kl_coef else 0  # one reference scoring pass per step
+    assert fast_calls == ref_passes and slow_calls == ref_passes + 2, (fast_calls, slow_calls)
+    assert built == [kl_coef > 0] * 2
+    a, b = _weights(tmp_path / "fast"), _weights(tmp_path / "slow")
+    start = load_file(os.path.join(base, "model.safetensors"))
+    assert any(not torch.equal(a[k], start[k]) for k in a)
+    for k in a:
+        assert torch.allclose(a[k], b[k], atol=1e-6, rtol=1e-5), k
+    for ma, mb in zip(_metrics(tmp_path / "fast"), _metrics(tmp_path / "slow")):
+        for key in ("reward", "loss", "kl", "clip_frac", "lp_mismatch_max"):
+            assert ma[key] == pytest.approx(mb[key], rel=1e-4, abs=1e-6), key
+        assert ma["ratio_max"] == 1.0 and ma["informative"] > 0
