@@ -17,7 +17,6 @@ Decoding is greedy; the FIRST <tool_call> block is the answer (bfcl.decode_tool_
 room to generate within the model's max_position_embeddings is skipped and counted as a failure.
 """
 import argparse
-import copy
 import json
 import os
 import time
@@ -25,7 +24,8 @@ import time
 import torch
 
 from tooln1_min import bfcl
-from tooln1_min.data import CASES, load_records, system_prompt
+from tooln1_min.bfcl import language_hints
+from tooln1_min.data import CASES, eval_messages, load_records
 from tooln1_min.model import Transformer
 from tooln1_min.rollout import encode_prompts, heldout_eval
 from tooln1_min.sampler import generate
@@ -67,47 +67,10 @@ def load_checkpoint(path: str, device: str, dtype: torch.dtype):
 # ---------------------------------------------------------------------------------------------------------
 # BFCL prompts
 
-_LANGUAGE_NAME = {"python": "Python 3", "java": "Java 8 SDK", "javascript": "JavaScript"}
-_LIST_TYPES = {"java": ("Array", "ArrayList"), "javascript": ("array",)}
-
-
-def language_hints(functions: list[dict], category: str) -> list[dict]:
-    """A copy of the docs as BFCL's harness shows them to every prompting model (bfcl-eval 2026.3.23).
-
-    Java and JavaScript arguments are checked as source text, so their parameters are declared as strings and
-    the real type moves into the description; without this a model writes 5 where the checker wants "5".
-    """
-    language = bfcl.category_language(category)
-    docs = copy.deepcopy(functions)
-    for doc in docs:
-        doc["description"] = doc.get("description", "") + \
-            f" Note that the provided function is in {_LANGUAGE_NAME[language]} syntax."
-        if language == "python":
-            continue
-        lang = "Java" if language == "java" else "JavaScript"
-        for param in doc["parameters"]["properties"].values():
-            kind = param["type"]
-            param["description"] = param.get("description", "") + (
-                f" This parameter can be of any type of {lang} object in string representation." if kind == "any"
-                else f" This is {lang} {kind} type parameter in string representation.")
-            if kind in _LIST_TYPES[language]:
-                items = param.pop("items")
-                param["description"] += f" The list elements are of type {items['type']}; they are not in " \
-                                        "string representation."
-            if language == "javascript" and kind == "dict" and "properties" in param:
-                param["description"] += " The dictionary entries have the following schema; they are not in " \
-                                        "string representation. " + json.dumps(param.pop("properties"))
-            param["type"] = "string"
-    return docs
-
-
 def bfcl_messages(entry: dict, category: str, hints: bool = True) -> list[dict]:
-    """Tool-N1's system template (with the no-call note, since BFCL has irrelevance sets) + the first turn."""
+    """Tool-N1's evaluation prompt (data.eval_messages) over the docs as BFCL shows them, + the first turn."""
     docs = language_hints(entry["function"], category) if hints else entry["function"]
-    turn = entry["question"][0]  # single-turn categories hold exactly one turn
-    # Tool-N1's handler replaced the system message, so a question's own system message is dropped.
-    rest = [{"role": m["role"], "content": m["content"]} for m in turn if m["role"] != "system"]
-    return [{"role": "system", "content": system_prompt(docs, allow_empty_call=True)}] + rest
+    return eval_messages(docs, entry["question"][0])  # single-turn categories hold exactly one turn
 
 
 def bfcl_prompt(tokenizer, entry: dict, category: str, hints: bool = True) -> str:

@@ -124,7 +124,8 @@ def bench_tokenizer(path, records):
 
 
 def bench_grpo(args):
-    from tooln1_min.data import save_records, synthetic_records
+    from tooln1_min.data import save_records
+    from tooln1_min.synthetic import synthetic_records
     from tooln1_min.model import Transformer
     tmp = tempfile.mkdtemp()
     try:

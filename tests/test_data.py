@@ -1,4 +1,5 @@
-"""Tests for tooln1_min.data: schema, prompts, converters (on generated and hand-written fixtures), splits, CLI."""
+"""Tests for tooln1_min.data (schema, prompts, splits), convert (converters on generated and hand-written fixtures,
+the CLI) and synthetic (the demo's task)."""
 import collections
 import json
 import random
@@ -6,16 +7,47 @@ import re
 
 import pytest
 
-from tooln1_min import data
-from tooln1_min.data import (DEFAULT_SYSTEM, MUST_STEPS, TOOL_LIBRARY, convert_jsonl, convert_toolace,
-                             convert_xlam, fill_template, format_bracket_calls, load_records, parse_bracket_calls,
-                             prompt_messages, render_prompt, render_target, save_records, shuffle_records,
-                             split_records, synthetic_records, system_prompt, validate_record, write_toolace,
-                             write_xlam)
+from tooln1_min import convert, data, synthetic
+from tooln1_min.convert import (convert_jsonl, convert_toolace, convert_xlam, format_bracket_calls, parse_bracket_calls,
+                                schema_tool_to_xlam)
+from tooln1_min.data import (DEFAULT_SYSTEM, MUST_STEPS, load_records, prompt_messages, render_prompt, render_target,
+                             save_records, shuffle_records, split_records, system_prompt, validate_record)
+from tooln1_min.synthetic import TOOL_LIBRARY, fill_template, synthetic_records
 from tooln1_min.reward import tool_call_reward
 from tooln1_min.tokenizer import train_tokenizer
 
 CASE_TYPES = {"single", "multiple", "parallel", "no_call"}
+
+
+# ---- fixture writers: records back into the datasets' own shapes (what the converters read) ----
+
+def write_xlam(records, path) -> None:
+    """Write single-turn records as an xLAM-shaped JSON array (tools/answers as JSON strings, flat params)."""
+    rows = []
+    for i, r in enumerate(records):
+        if len(r["messages"]) != 1 or r["messages"][0]["role"] != "user":
+            raise ValueError(f"record {r['id']}: xLAM rows hold one user query; this one has "
+                             f"{len(r['messages'])} context turns")
+        rows.append({"id": i, "query": r["messages"][0]["content"],
+                     "tools": json.dumps([schema_tool_to_xlam(t) for t in r["tools"]]),
+                     "answers": json.dumps(r["answer"])})
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(rows, f, ensure_ascii=False)
+
+
+def write_toolace(records, path) -> None:
+    """Write records as a ToolACE-shaped data.json. No-call records end in a plain-text reply (not a target)."""
+    rows = []
+    for r in records:
+        system = ((r.get("system") or DEFAULT_SYSTEM) + "\nHere is a list of functions in JSON format that you can "
+                  f"invoke:\n{json.dumps(r['tools'], ensure_ascii=False)}. \nShould you decide to return the "
+                  "function call(s), put it in the format of [func1(params_name=params_value), func2(params)]\n")
+        turns = [{"from": m["role"], "value": format_bracket_calls(m["tool_calls"])
+                  if m.get("tool_calls") else m["content"]} for m in r["messages"]]
+        final = format_bracket_calls(r["answer"]) if r["answer"] else "None of the given functions can help here."
+        rows.append({"system": system, "conversations": turns + [{"from": "assistant", "value": final}]})
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(rows, f, ensure_ascii=False, indent=1)
 
 
 @pytest.fixture(scope="module")
@@ -69,12 +101,12 @@ def test_no_call_offers_no_tool_from_the_query_domain():
     domain = {t["name"]: t["domain"] for t in TOOL_LIBRARY}
     rng = random.Random(0)
     for _ in range(200):
-        query, offered, answer = data._synthetic_case(rng, "no_call", 3, TOOL_LIBRARY)
+        query, offered, answer = synthetic._synthetic_case(rng, "no_call", 3, TOOL_LIBRARY)
         assert answer == [] and offered
     # the query's own tool and its domain siblings are excluded: check via a fixed tool
     weather = next(t for t in TOOL_LIBRARY if t["name"] == "get_weather")
     for _ in range(50):
-        offered = data._distractors(rng, TOOL_LIBRARY, [weather], 3, avoid_domains={"weather"})
+        offered = synthetic._distractors(rng, TOOL_LIBRARY, [weather], 3, avoid_domains={"weather"})
         assert all(domain[t["name"]] != "weather" for t in offered)
 
 
@@ -331,7 +363,7 @@ def test_xlam_tool_types():
         "q": {"description": "", "type": "str, optional", "default": ""},
         "m": {"description": "", "type": "Dict[str, Any]"}, "x": {"description": "", "type": "float"},
         "weird": {"description": "", "type": "Callable"}}}
-    props = data.xlam_tool_to_schema(tool)["parameters"]
+    props = convert.xlam_tool_to_schema(tool)["parameters"]
     assert props["required"] == ["ids", "m", "x", "weird"]
     assert props["properties"]["ids"] == {"type": "array", "items": {"type": "integer"}, "description": "",
                                           "default": [1]}
@@ -361,7 +393,7 @@ def test_xlam_bad_rows_are_counted(tmp_path):
                                 "missing answers": 1, "row is not an object": 1}
     assert records[0]["id"] == "xlam-1" and records[1]["answer"] == [{"name": "f", "arguments": {"a": 2}}]
     assert "row 1" in stats["examples"]["bad tools JSON"]
-    assert "dropped" in data.format_stats("xlam", stats)
+    assert "dropped" in convert.format_stats("xlam", stats)
 
 
 def test_write_xlam_refuses_multi_turn(tmp_path):

@@ -341,3 +341,35 @@ def test_fuzz_arbitrary_json_never_raises():
             assert tool_call_reward(completion, json.loads(json.dumps(predicted))) == 1.0
 
     check()
+
+
+@pytest.mark.parametrize("text, fmt", [
+    ("<think></think><tool_call>[1]</tool_call>", False),           # parseable, not a call list: not the format
+    ("<think>x</think><tool_call>[]</tool_call>", True),
+    ('<think></think><tool_call>[{"name": "f", "arguments": {}}]</tool_call>', True),
+    ('<tool_call>[{"name": "f", "arguments": {}}]</tool_call>', False),  # no think tags
+    ("<think></think><tool_call>[{\"name\": \"f\"}]</tool_call>", False),  # a call without arguments
+    ("<think></think><tool_call>not json</tool_call>", False),
+    ("<think></think>", False),
+    (None, False),
+])
+def test_logged_format_rate_is_the_rewards_format_component(text, fmt, monkeypatch):
+    """One format test: the per-step `format` column (rollout's Episode.format_ok) and the 0.2 format part of
+    format_partial are the same verdict (they disagreed on `[1]` before)."""
+    import tooln1_min.rollout as ro
+    from tooln1_min.reward import format_ok, format_partial_reward
+    from tooln1_min.sampler import Sample
+    assert format_ok(text) is fmt
+    wrong = [{"name": "other", "arguments": {"x": 1}}]  # never matches: the reward is the format part alone
+    assert format_partial_reward(text, wrong) == (0.2 if fmt else 0.0)
+    if text is None:
+        return
+
+    class Tok:  # decodes every sample to `text`
+        stop_token_ids, vocab_size = [], 10
+
+        def decode(self, ids, skip_special_tokens=False):
+            return text
+    monkeypatch.setattr(ro, "generate", lambda *a, **k: [[Sample([1])]])
+    (ep,), _ = ro.rollout(None, Tok(), [{"answer": wrong}], [[1]], n=1, max_new_tokens=1, temperature=0.0)
+    assert ep.format_ok is fmt  # what train.py's `format` column averages

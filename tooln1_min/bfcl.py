@@ -13,6 +13,7 @@ A model call is in BFCL's decoded form: {function_name: {param: value}}. A groun
 {function_name: {param: [acceptable values]}}, where "" among the values marks the parameter optional.
 """
 
+import copy
 import importlib.util
 import json
 import os
@@ -164,6 +165,39 @@ def _schema_types(param: str, schema: dict, language: str) -> tuple[str, type, s
         raise ValueError(f"parameter {param!r}: {type_name} items of type {item_name!r}; "
                          f"expected one of {sorted(table)}")
     return type_name, table[type_name], item_name, table[item_name]
+
+
+_LANGUAGE_NAME = {"python": "Python 3", "java": "Java 8 SDK", "javascript": "JavaScript"}
+
+
+def language_hints(functions: list[dict], category: str) -> list[dict]:
+    """A copy of the docs as BFCL's harness shows them to every prompting model (bfcl-eval 2026.3.23).
+
+    Java and JavaScript arguments are checked as source text, so their parameters are declared as strings and
+    the real type moves into the description; without this a model writes 5 where the checker wants "5".
+    """
+    language = category_language(category)
+    docs = copy.deepcopy(functions)
+    for doc in docs:
+        doc["description"] = doc.get("description", "") + \
+            f" Note that the provided function is in {_LANGUAGE_NAME[language]} syntax."
+        if language == "python":
+            continue
+        lang = "Java" if language == "java" else "JavaScript"
+        for param in doc["parameters"]["properties"].values():
+            kind = param["type"]
+            param["description"] = param.get("description", "") + (
+                f" This parameter can be of any type of {lang} object in string representation." if kind == "any"
+                else f" This is {lang} {kind} type parameter in string representation.")
+            if kind in _LIST_TYPES[language]:
+                items = param.pop("items")
+                param["description"] += f" The list elements are of type {items['type']}; they are not in " \
+                                        "string representation."
+            if language == "javascript" and kind == "dict" and "properties" in param:
+                param["description"] += " The dictionary entries have the following schema; they are not in " \
+                                        "string representation. " + json.dumps(param.pop("properties"))
+            param["type"] = "string"
+    return docs
 
 
 # ---------------------------------------------------------------------------------------------------------

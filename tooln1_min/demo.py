@@ -21,7 +21,9 @@ from dataclasses import asdict, dataclass
 import torch
 
 from . import dist as tdist
-from .data import CASES, render_prompt, render_target, save_records, split_records, synthetic_records
+from .dist import log
+from .data import CASES, render_prompt, render_target, save_records, split_records
+from .synthetic import synthetic_records
 from .model import ModelConfig, Transformer
 from .tokenizer import CHATML_TEMPLATE, train_tokenizer
 
@@ -143,7 +145,7 @@ def make_base(cfg: DemoConfig, data_dir: str, key: str):
     return path
 
 
-def run_stage(cfg: DemoConfig, name: str, key: str, train_cfg, train_script):
+def run_stage(cfg: DemoConfig, name: str, key: str, train_cfg: dict, train_fn):
     """SFT or GRPO through train.py's own loop; returns the stage's HF checkpoint folder and its evals."""
     path = os.path.join(cfg.out, name)
     hf = os.path.join(path, "checkpoint", "hf")
@@ -152,7 +154,7 @@ def run_stage(cfg: DemoConfig, name: str, key: str, train_cfg, train_script):
     if tdist.is_main():
         shutil.rmtree(path, ignore_errors=True)
     torch.distributed.barrier()
-    evals = train_script.train(train_cfg)
+    evals = train_fn(train_cfg)
     if tdist.is_main():
         with open(os.path.join(path, "evals.json"), "w") as f:
             json.dump(evals, f, indent=1)
@@ -161,9 +163,8 @@ def run_stage(cfg: DemoConfig, name: str, key: str, train_cfg, train_script):
     return hf, evals
 
 
-def run_demo(argv, train_script):
-    """train_script: the train.py module (its TrainConfig and train()), passed in by train.py itself."""
-    p = argparse.ArgumentParser(description="tooln1-min CPU demo (a bare `python train.py`)")
+def demo_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="train.py", description="tooln1-min CPU demo (a bare `python train.py`)")
     p.add_argument("--out", default=DemoConfig.out)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true", help="a tiny, seconds-long variant (CI)")
@@ -174,7 +175,22 @@ def run_demo(argv, train_script):
             p.add_argument(f"--{k.replace('_', '-')}", action=argparse.BooleanOptionalAction, default=None)
         elif k not in ("out", "seed"):
             p.add_argument(f"--{k.replace('_', '-')}", type=type(v), default=None)
-    args = vars(p.parse_args(argv))
+    return p
+
+
+def demo_flags() -> list[str]:
+    return sorted(f for f in demo_parser()._option_string_actions if f.startswith("--") and f != "--help")
+
+
+def is_demo_argv(argv) -> bool:
+    """A bare train.py, or one given only demo flags, runs the demo; anything else (--help too) is training."""
+    flags = set(demo_flags())
+    return all(a.split("=", 1)[0] in flags for a in argv if a.startswith("-"))
+
+
+def run_demo(argv, train_fn):
+    """train_fn(settings: dict) -> evals: train.py's loop on a TrainConfig of those settings."""
+    args = vars(demo_parser().parse_args(argv))
     over = {k: v for k, v in args.items() if k in DemoConfig.__dataclass_fields__ and v is not None}
     cfg = DemoConfig(**{**(QUICK if args["quick"] else {}), **over})
     rank, world, device = tdist.init_distributed()
@@ -197,33 +213,25 @@ def run_demo(argv, train_script):
                   seed=cfg.seed, max_new_tokens=cfg.max_new_tokens, eval_max_new_tokens=cfg.max_new_tokens,
                   max_prompt_len=1024, micro_batch_tokens=8192, save_every=10**9, weight_decay=0.0)
     k_sft = _stage_key("sft", {k: settings[k] for k in ("sft_steps", "sft_batch", "sft_lr")}, [k_base])
-    sft_cfg = train_script.TrainConfig(model=base, out=os.path.join(cfg.out, "sft"), algo="sft",
-                                       batch_size=cfg.sft_batch, mini_batch_size=cfg.sft_batch,
-                                       lr=cfg.sft_lr, adam_beta2=0.95, warmup_steps=5, max_steps=cfg.sft_steps,
-                                       log_every=25,
-                                       **{**common, "eval_data": ""})
+    sft_cfg = dict(model=base, out=os.path.join(cfg.out, "sft"), algo="sft", batch_size=cfg.sft_batch,
+                   mini_batch_size=cfg.sft_batch, lr=cfg.sft_lr, adam_beta2=0.95, warmup_steps=5,
+                   max_steps=cfg.sft_steps, log_every=25, **{**common, "eval_data": ""})
     log(f"[demo] SFT warm start: {cfg.sft_steps} steps of {cfg.sft_batch} records")
-    sft_hf, _ = run_stage(cfg, "sft", k_sft, sft_cfg, train_script)
+    sft_hf, _ = run_stage(cfg, "sft", k_sft, sft_cfg, train_fn)
     if args["stage"] == "sft":
         return
     grpo_keys = ("grpo_steps", "grpo_batch", "grpo_n", "grpo_lr", "grpo_kl", "grpo_temperature", "grpo_filter_groups",
                  "max_new_tokens")
     k_grpo = _stage_key("grpo", {k: settings[k] for k in grpo_keys}, [k_sft])
-    grpo_cfg = train_script.TrainConfig(model=sft_hf, out=os.path.join(cfg.out, "grpo"), algo="grpo",
-                                        batch_size=cfg.grpo_batch, mini_batch_size=cfg.grpo_batch // 2,
-                                        n=cfg.grpo_n, temperature=cfg.grpo_temperature, lr=cfg.grpo_lr,
-                                        kl_coef=cfg.grpo_kl, filter_groups=cfg.grpo_filter_groups,
-                                        max_steps=cfg.grpo_steps, rollout_batch_size=512, **common)
+    grpo_cfg = dict(model=sft_hf, out=os.path.join(cfg.out, "grpo"), algo="grpo", batch_size=cfg.grpo_batch,
+                    mini_batch_size=cfg.grpo_batch // 2, n=cfg.grpo_n, temperature=cfg.grpo_temperature,
+                    lr=cfg.grpo_lr, kl_coef=cfg.grpo_kl, filter_groups=cfg.grpo_filter_groups,
+                    max_steps=cfg.grpo_steps, rollout_batch_size=512, **common)
     log(f"[demo] GRPO: {cfg.grpo_steps} steps of {cfg.grpo_batch} prompts x {cfg.grpo_n} samples")
-    grpo_hf, evals = run_stage(cfg, "grpo", k_grpo, grpo_cfg, train_script)
+    grpo_hf, evals = run_stage(cfg, "grpo", k_grpo, grpo_cfg, train_fn)
     if tdist.is_main():
         report(cfg, evals, grpo_hf, time.time() - t0)
     torch.distributed.barrier()
-
-
-def log(msg):
-    if tdist.is_main():
-        print(msg, flush=True)
 
 
 def report(cfg, evals, grpo_hf, seconds):

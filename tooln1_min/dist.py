@@ -46,6 +46,12 @@ def is_main() -> bool:
     return not dist.is_initialized() or dist.get_rank() == 0
 
 
+def log(msg):
+    """Print on the main rank only."""
+    if is_main():
+        print(msg, flush=True)
+
+
 def all_reduce(values, op=dist.ReduceOp.SUM, device="cpu"):
     """All-reduce a list of floats (one collective) and return the reduced floats."""
     t = torch.tensor(values, dtype=torch.float64, device=device)
@@ -54,12 +60,37 @@ def all_reduce(values, op=dist.ReduceOp.SUM, device="cpu"):
     return t.tolist()
 
 
+def all_reduce_dict(values: dict, op=dist.ReduceOp.SUM, device="cpu") -> dict:
+    """all_reduce on a dict of floats: one collective, the names kept (every rank must pass the same keys)."""
+    return dict(zip(values, all_reduce(list(values.values()), op, device)))
+
+
+@torch.no_grad()
+def sync_sampler(policy, sampler_model):
+    """Copy the policy's full weights into the sampler's model (every rank holds one): one parameter at a time,
+    each shard cast to the sampler's dtype before the all-gather (half the bytes in bf16, and never a full fp32
+    copy of the model beside the sampler's). Once per step, not per token."""
+    reshard(policy)
+    target = dict(sampler_model.named_parameters())
+    for name, p in policy.named_parameters():
+        dst = target.pop(name)
+        src = p.detach().to(dst.dtype)
+        dst.copy_(src.full_tensor() if hasattr(src, "full_tensor") else src)
+    if target:
+        raise RuntimeError(f"sync_sampler: the policy has no {sorted(target)}")
+
+
 def build_sharded(config: ModelConfig, device, param_dtype=None, checkpointing=False, cpu_offload=False,
                   compile=False):
     """A Transformer with every block, then the root, fully_shard-ed (FSDP2). Weights are uninitialised:
     load them with load_full_state. Tied embedding/lm_head is one parameter, so it stays in the root unit.
     compile: torch.compile each block's forward (all blocks share its graphs; shapes are dynamic). Replacing the
-    forward, not the module, keeps HF parameter names and leaves FSDP's hooks outside the compiled code."""
+    forward, not the module, keeps HF parameter names and leaves FSDP's hooks outside the compiled code.
+
+    The order is compile, then checkpointing, then sharding, each wrapping the block's forward. torchtitan wraps
+    modules instead (checkpoint wrapper, then torch.compile of the module, then fully_shard), which renames
+    parameters (`_checkpoint_wrapped_module.`, `_orig_mod.`); wrapping the forward keeps HF names, so checkpoints
+    load in transformers as they are, and puts the recomputation outside the compiled graph."""
     with torch.device("meta"):
         model = Transformer(config)
     if compile:  # variants: grad on/off x mask or not x one row or more (x policy and reference) fill the default 8

@@ -1,4 +1,5 @@
-"""GRPO math: group-normalised advantages, the clipped policy loss with a k3 KL penalty, token log-probs.
+"""GRPO math: group-normalised advantages, the clipped policy loss with a k3 KL penalty, token log-probs (the
+reference definitions; training runs their chunked form, model.head_logprobs).
 
 Tool-N1 (arXiv 2505.00024) trains with GRPO in verl: a binary tool-call reward per completion, advantages
 normalised within the group of completions sampled for one prompt, a PPO-clipped surrogate, and a KL penalty to
@@ -177,6 +178,10 @@ def grpo_loss(logprobs, old_logprobs, ref_logprobs, advantages, mask, clip_eps=0
         metrics["entropy"] = masked_mean(entropy.detach(), mask)
     return loss, metrics
 
+
+# The definitions below are the reference for what training computes: the trainer never holds full logits, it
+# scores completions through model.head_logprobs, the same arithmetic a chunk of the vocabulary projection at a
+# time (tests/test_model.py checks the two equal: values, entropy and gradients).
 
 def token_logprobs(logits, targets, temperature=1.0):
     """log softmax(logits / temperature) at the targets, in fp32. logits (B, T, V), targets (B, T) -> (B, T).

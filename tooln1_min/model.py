@@ -213,7 +213,9 @@ class Block(nn.Module):
 def head_logprobs(h, weight, targets, temperature=1.0, vocab_limit=None, entropy=False, chunk=2**27):
     """log softmax(h @ weight.T / temperature)[target] in fp32 (and the entropy), over ids < vocab_limit.
 
-    h (B, K, D) final hidden states, targets (B, K). Positions go through the vocabulary `chunk` logits at a time,
+    The chunked form of grpo.token_logprobs / token_entropy (the reference definitions, tested equal): training
+    scores every completion token through here. h (B, K, D) final hidden states, targets (B, K). Positions go
+    through the vocabulary `chunk` logits at a time,
     each chunk recomputed in backward (activation checkpointing): at Qwen's 152k vocabulary, 16k positions would
     otherwise hold ~5 GB of bf16 logits, 10 GB of fp32 copies and as much again for their gradient.
     """

@@ -134,16 +134,29 @@ def _answer_list(answer) -> list | None:
     return answer if _well_formed(answer) else None
 
 
+def format_ok(completion: str) -> bool:
+    """The format half of Tool-N1's reward (steps 1-4 above): think tags present and the last tool_call block a
+    well-formed call list. The per-step `format` column and every reward variant use this one test."""
+    if not isinstance(completion, str):
+        return False
+    text = assistant_part(completion)
+    return _format_ok(text, parse_tool_calls(text))
+
+
+def _format_ok(text: str, predicted) -> bool:
+    return _well_formed(predicted) and has_think(text)
+
+
 def _score_parts(completion, answer) -> tuple[bool, bool, bool]:
     """(format_ok, names_ok, calls_ok) for one completion; all False for non-str input or a bad answer."""
     if not isinstance(completion, str):
         return False, False, False
     text = assistant_part(completion)
     predicted, answer = parse_tool_calls(text), _answer_list(answer)
-    format_ok = _well_formed(predicted) and has_think(text)
+    fmt = _format_ok(text, predicted)
     if predicted is None or answer is None:
-        return format_ok, False, False
-    return format_ok, names_match(predicted, answer), calls_match(predicted, answer)
+        return fmt, False, False
+    return fmt, names_match(predicted, answer), calls_match(predicted, answer)
 
 
 def tool_call_reward(completion: str, answer: list[dict]) -> float:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from . import dist as tdist
 from .data import CASES, render_prompt
-from .reward import assistant_part, has_think, parse_tool_calls, tool_call_reward
+from .reward import format_ok, tool_call_reward
 from .sampler import generate
 
 
@@ -22,12 +22,6 @@ class Episode:
     reward: float
     format_ok: bool
     finish_reason: str
-
-
-def format_ok(text: str) -> bool:
-    """Think tags present and a parseable tool_call block: the format half of Tool-N1's reward."""
-    text = assistant_part(text)
-    return has_think(text) and parse_tool_calls(text) is not None
 
 
 def encode_prompts(tokenizer, records, max_prompt_len: int):
