@@ -16,6 +16,7 @@ and `step_metrics` sums what every rank saw into one line of metrics.jsonl.
 import argparse
 import importlib.util
 import json
+import math
 import os
 import sys
 import time
@@ -23,6 +24,7 @@ from dataclasses import asdict, dataclass, fields
 
 import torch
 
+from tooln1_min import checkpoint as ckpt
 from tooln1_min import dist as tdist
 from tooln1_min.batching import collate, forward_logprobs, make_sequences, pad_plan, plan_micro_batches
 from tooln1_min.data import load_records, render_target, shuffle_records
@@ -78,10 +80,15 @@ class TrainConfig:
     cpu_offload: bool = False
     bf16: bool = True                # on CUDA: bf16 compute, fp32 master weights and gradient reduction
     save_every: int = 50
+    keep_checkpoints: int = 2        # the last K numbered checkpoints stay (<out>/checkpoints/step-N) ...
+    keep_every: int = 0              # ... and every M-th step's too (0: none)
+    max_bad_steps: int = 3           # a non-finite loss or gradient norm skips the update; this many in a row stop
     eval_every: int = 0
     eval_max_new_tokens: int = 512
     seed: int = 0
-    resume: bool = False
+    resume: str = ""                 # --resume: continue from <out>/checkpoint; --resume auto: if there is one
+    overwrite: bool = False          # start over in a run folder that holds a run (deletes it)
+    allow_config_change: bool = False  # resume with changed settings (recorded in config_changes.jsonl)
     log_every: int = 1
     log_to: str = ""                 # also log metrics to: tensorboard (<out>/tensorboard) and/or wandb (offline
                                      # unless WANDB_MODE says otherwise), comma-separated; neither is required
@@ -228,7 +235,8 @@ def step_metrics(episodes, rewards, informative, reward_errors, sums, grad_norms
                 kl=tot["kl"] / trained, clip_frac=tot["clip_frac"] / trained, entropy=tot["entropy"] / trained,
                 ratio_max=sums["ratio_max"],
                 grad_norm=sum(grad_norms) / max(len(grad_norms), 1), loss=sums["loss"] / max(len(grad_norms), 1),
-                updates=len(grad_norms), reward_errors=int(tot["reward_errors"]), truncated=tot["truncated"] / count,
+                updates=len(grad_norms), skipped_updates=sum(not math.isfinite(g) for g in grad_norms),
+                reward_errors=int(tot["reward_errors"]), truncated=tot["truncated"] / count,
                 lp_mismatch_mean=tot["gap_sum"] / max(tot["gap_count"], 1), lp_mismatch_max=gap_max,
                 tok_per_s=max(tot["resp_tokens"], 1) / max(t1 - t0, 1e-9), t_rollout=t1 - t0, t_logprobs=t2 - t1,
                 t_update=t3 - t2, lr=scheduler.get_last_lr()[0])
@@ -260,15 +268,25 @@ def sft_step(cfg, records, prompt_ids, tok, policy, optimizer, scheduler, device
         grad_norms.append(optimizer_step(cfg, policy, optimizer, scheduler))
     tokens = tdist.all_reduce([sum(len(s) for s, _ in seqs)], device=device)[0]
     return dict(loss=float(sum(losses)) / len(losses), grad_norm=sum(grad_norms) / max(len(grad_norms), 1),
+                skipped_updates=sum(not math.isfinite(g) for g in grad_norms),
                 tok_per_s=tokens / max(time.time() - t0, 1e-9), t_update=time.time() - t0,
                 lr=scheduler.get_last_lr()[0])
 
 
 # ---- set-up ----
 
-def load_models(cfg, device, need_ref):
-    with open(os.path.join(cfg.model, "config.json")) as f:
-        mconf = ModelConfig.from_dict(json.load(f), source=os.path.join(cfg.model, "config.json"))
+def read_model_config(path, tok) -> ModelConfig:
+    """The checkpoint's config, checked against its tokenizer before any weight is read."""
+    source = os.path.join(path, "config.json")
+    with open(source) as f:
+        mconf = ModelConfig.from_dict(json.load(f), source=source)
+    if mconf.vocab_size < tok.vocab_size:
+        raise SystemExit(f"--model {path}: the model's vocab_size {mconf.vocab_size} is smaller than its "
+                         f"tokenizer's {tok.vocab_size} ids (every id must have an embedding row)")
+    return mconf
+
+
+def load_models(cfg, mconf, device, need_ref):
     cuda = device.type == "cuda"
     param_dtype = torch.bfloat16 if (cuda and cfg.bf16) else None
     full = Transformer.from_pretrained(cfg.model, dtype=torch.float32).state_dict() if tdist.is_main() else None
@@ -287,7 +305,7 @@ def load_models(cfg, device, need_ref):
     sampler_model.to_empty(device=device).to(torch.bfloat16 if (cuda and cfg.bf16) else torch.float32).eval()
     sampler_model.requires_grad_(False)
     sync_sampler(policy, sampler_model)
-    return mconf, policy, ref, sampler_model
+    return policy, ref, sampler_model
 
 
 def lr_lambda(cfg):
@@ -295,13 +313,17 @@ def lr_lambda(cfg):
 
 
 def optimizer_step(cfg, policy, optimizer, scheduler):
+    """Clip and step; a non-finite gradient norm (a NaN loss, a diverged step) skips the update, so the weights
+    and the schedule stay as they were (every rank sees the same global norm, so all skip together)."""
     grad_norm = torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.grad_clip)
     if hasattr(grad_norm, "full_tensor"):
         grad_norm = grad_norm.full_tensor()
-    optimizer.step()
+    grad_norm = float(grad_norm)
+    if math.isfinite(grad_norm):
+        optimizer.step()
+        scheduler.step()
     optimizer.zero_grad(set_to_none=True)
-    scheduler.step()
-    return float(grad_norm)
+    return grad_norm
 
 
 # ---- the training loop ----
@@ -311,6 +333,8 @@ def train(cfg: TrainConfig):
     check_inputs(cfg, world, device)
     torch.manual_seed(cfg.seed)
     tok = Tokenizer.from_pretrained(cfg.model)
+    mconf = read_model_config(cfg.model, tok)
+    resume_from = prepare_run(cfg, device)  # before any model work: a refused folder costs nothing
     records = load_records(cfg.data)
     prompt_ids, records, too_long = encode_prompts(tok, records, cfg.max_prompt_len)
     if not records:
@@ -319,26 +343,25 @@ def train(cfg: TrainConfig):
         raise SystemExit(f"batch_size {cfg.batch_size} is larger than the {len(records)} usable records")
     steps_per_epoch = len(records) // cfg.batch_size
     max_steps = cfg.max_steps or steps_per_epoch * cfg.epochs
-    os.makedirs(cfg.out, exist_ok=True)
     log(f"{cfg.algo}: {len(records)} records ({too_long} dropped: prompt > {cfg.max_prompt_len} tokens), "
         f"{max_steps} steps of {cfg.batch_size} prompts on {world} rank(s), device {device.type}")
 
-    mconf, policy, ref, sampler_model = load_models(cfg, device, need_ref=cfg.algo == "grpo" and cfg.kl_coef > 0)
+    policy, ref, sampler_model = load_models(cfg, mconf, device, need_ref=cfg.algo == "grpo" and cfg.kl_coef > 0)
     optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
                                   betas=(0.9, cfg.adam_beta2), foreach=True)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg))
     start = 0
-    ckpt = os.path.join(cfg.out, "checkpoint")
-    if cfg.resume:
-        state = tdist.load_resume(ckpt, policy, optimizer)
+    if resume_from:
+        state = ckpt.load_resume(resume_from, policy, optimizer)
         start = state["step"]
-        scheduler.last_epoch = start
+        if "scheduler" in state:  # the LR schedule steps once per optimizer update, not once per training step
+            scheduler.load_state_dict(state["scheduler"])
+        else:  # a checkpoint from before the schedule was saved
+            scheduler.last_epoch = start
         sync_sampler(policy, sampler_model)
-        log(f"resumed from {ckpt} at step {start}")
-    if tdist.is_main() and not cfg.resume:
-        open(os.path.join(cfg.out, "metrics.jsonl"), "w").close()
-        with open(os.path.join(cfg.out, "train_config.json"), "w") as f:
-            json.dump(asdict(cfg), f, indent=1)
+        if tdist.is_main():
+            ckpt.truncate_metrics(cfg.out, start)
+        log(f"resumed from {resume_from} at step {start}")
 
     loggers = open_loggers(cfg) if tdist.is_main() else []
     evals = {}
@@ -346,6 +369,7 @@ def train(cfg: TrainConfig):
         evals["before"] = evaluate(cfg, sampler_model, tok, rank, world, device, "before")
         for write, _ in loggers:
             write({f"eval_{k}": v for k, v in evals["before"].items()}, 0)
+    bad_steps = 0
     for step in range(start, max_steps):
         # Deterministic data order: epoch e is a seeded shuffle; step s takes its own slice (resume-exact).
         epoch, k = divmod(step, steps_per_epoch)
@@ -359,6 +383,7 @@ def train(cfg: TrainConfig):
             metrics = sft_step(cfg, [records[i] for i in batch], [prompt_ids[i] for i in batch], tok, policy,
                                optimizer, scheduler, device, world)
         metrics = {"step": step + 1, "epoch": epoch, **metrics}
+        bad_steps = bad_steps + 1 if metrics["skipped_updates"] or not math.isfinite(metrics["loss"]) else 0
         if cfg.eval_every and cfg.eval_data and (step + 1) % cfg.eval_every == 0 and step + 1 < max_steps:
             if cfg.algo == "sft":  # SFT never samples: its weights reach the sampler's copy only to be evaluated
                 sync_sampler(policy, sampler_model)
@@ -371,16 +396,89 @@ def train(cfg: TrainConfig):
                 write(metrics, step + 1)
             if (step + 1) % cfg.log_every == 0 or step + 1 == max_steps:
                 print(format_line(metrics), flush=True)
-        if (step + 1) % cfg.save_every == 0 or step + 1 == max_steps:
-            tdist.save_checkpoint(cfg.out, "checkpoint", policy, optimizer, {"step": step + 1}, cfg.model, mconf)
+        if bad_steps >= cfg.max_bad_steps:
+            raise SystemExit(f"step {step + 1}: {bad_steps} steps in a row with a non-finite loss or gradient norm "
+                             f"(updates skipped); stopping before anything is saved. The last good checkpoint: "
+                             f"{ckpt.latest_checkpoint(cfg.out) or 'none'}")
+        if ((step + 1) % cfg.save_every == 0 or step + 1 == max_steps) and bad_steps:
+            log(f"step {step + 1}: not saved (its update was skipped: non-finite loss or gradient norm)")
+        elif (step + 1) % cfg.save_every == 0 or step + 1 == max_steps:
+            if not tdist.weights_finite(policy, device):
+                raise SystemExit(f"step {step + 1}: the weights hold NaN or inf; not saving them over "
+                                 f"{ckpt.latest_checkpoint(cfg.out) or 'nothing'}")
+            ckpt.save_checkpoint(cfg.out, step + 1, policy, optimizer, {"scheduler": scheduler.state_dict()},
+                                 cfg.model, mconf, cfg.keep_checkpoints, cfg.keep_every)
     if cfg.eval_data:
         sync_sampler(policy, sampler_model)
         evals["after"] = evaluate(cfg, sampler_model, tok, rank, world, device, "after")
         for write, _ in loggers:
             write({f"eval_{k}": v for k, v in evals["after"].items()}, max_steps)
+    if tdist.is_main() and evals:
+        with open(os.path.join(cfg.out, "evals.json"), "w") as f:
+            json.dump(evals, f, indent=1)
     for _, close in loggers:
         close()
     return evals
+
+
+# Settings a resume may change freely: how the run is logged, saved and computed, not what it learns.
+RESUME_FREE = {"resume", "overwrite", "allow_config_change", "max_steps", "epochs", "save_every", "keep_checkpoints",
+               "keep_every", "log_every", "log_to", "eval_data", "eval_every", "eval_max_new_tokens",
+               "micro_batch_tokens", "rollout_batch_size", "activation_checkpointing", "compile", "cpu_offload",
+               "max_bad_steps"}
+
+
+def prepare_run(cfg, device) -> str | None:
+    """The run folder, settled before any model work: the checkpoint to resume from, or None for a fresh run
+    (a folder that holds a run is refused unless --resume or --overwrite says what to do with it)."""
+    if os.path.exists(cfg.out) and not os.path.isdir(cfg.out):
+        raise SystemExit(f"--out {cfg.out}: a file, not a folder")
+    if tdist.is_main():
+        os.makedirs(cfg.out, exist_ok=True)
+    torch.distributed.barrier()
+    ckpt.check_shared_folder(cfg.out, device)
+    latest, held = ckpt.latest_checkpoint(cfg.out), ckpt.describe_run(cfg.out)
+    torch.distributed.barrier()  # every rank has looked before rank 0 changes anything
+    if cfg.resume == "yes" and not latest:
+        raise SystemExit(f"--resume: {cfg.out} holds no complete checkpoint to continue (--resume auto starts "
+                         "fresh when there is none)")
+    if cfg.resume and latest:
+        check_config_change(cfg, latest)
+        return latest
+    if held and not (cfg.overwrite or cfg.resume == "auto"):
+        raise SystemExit(f"--out {cfg.out} already holds a run ({held}). Pass --resume to continue it, --resume "
+                         "auto to continue it if it has a checkpoint, or --overwrite to delete it and start over")
+    if tdist.is_main():
+        if held:
+            ckpt.clear_run(cfg.out)
+            log(f"{cfg.out}: deleted the previous run ({held})")
+        open(os.path.join(cfg.out, "metrics.jsonl"), "w").close()
+        with open(os.path.join(cfg.out, "train_config.json"), "w") as f:
+            json.dump(asdict(cfg), f, indent=1)
+    torch.distributed.barrier()
+    return None
+
+
+def check_config_change(cfg, latest):
+    """Resume only the run that was started: settings that change what is learnt must match train_config.json,
+    unless --allow-config-change (then the change is recorded in config_changes.jsonl)."""
+    path = os.path.join(cfg.out, "train_config.json")
+    saved = json.load(open(path)) if os.path.isfile(path) else {}
+    now = asdict(cfg)
+    changed = {k: {"was": saved.get(k), "now": v} for k, v in now.items()
+               if k not in RESUME_FREE and k in saved and saved[k] != v}
+    if not changed:
+        return
+    if not cfg.allow_config_change:
+        raise SystemExit(f"--resume {cfg.out}: these settings differ from the run's train_config.json: " +
+                         ", ".join(f"{k} {d['was']!r} -> {d['now']!r}" for k, d in changed.items()) +
+                         " (pass the run's own values, or --allow-config-change to continue with the new ones)")
+    if tdist.is_main():
+        with open(os.path.join(cfg.out, "config_changes.jsonl"), "a") as f:
+            f.write(json.dumps({"step": ckpt.read_state(latest)["step"], "changed": changed}) + "\n")
+        with open(path, "w") as f:
+            json.dump(now, f, indent=1)
+    log(f"resuming with changed settings: {sorted(changed)} (recorded in config_changes.jsonl)")
 
 
 def evaluate(cfg, sampler_model, tok, rank, world, device, label):
@@ -436,8 +534,26 @@ def check_inputs(cfg, world, device):
         raise SystemExit(f"--model {cfg.model!r}: not a Hugging Face checkpoint folder (no config.json)")
     if not cfg.data or not os.path.isfile(cfg.data):
         raise SystemExit(f"--data {cfg.data!r}: file not found")
+    if cfg.eval_data and not os.path.isfile(cfg.eval_data):
+        raise SystemExit(f"--eval-data {cfg.eval_data!r}: file not found")
     if cfg.algo not in ("grpo", "sft"):
         raise SystemExit(f"--algo must be grpo or sft, got {cfg.algo!r}")
+    for name in ("batch_size", "mini_batch_size", "n", "save_every", "log_every", "keep_checkpoints",
+                 "max_bad_steps", "micro_batch_tokens", "max_new_tokens", "max_prompt_len", "rollout_batch_size"):
+        if getattr(cfg, name) < 1:
+            flag = "--n-samples" if name == "n" else "--" + name.replace("_", "-")
+            raise SystemExit(f"{flag} must be >= 1, got {getattr(cfg, name)}")
+    for name in ("eval_every", "keep_every", "warmup_steps", "max_steps", "pack_len", "kl_coef", "entropy_coef",
+                 "weight_decay", "lr"):
+        if getattr(cfg, name) < 0:
+            raise SystemExit(f"--{name.replace('_', '-')} must be >= 0, got {getattr(cfg, name)}")
+    if cfg.algo == "grpo" and cfg.temperature <= 0:
+        raise SystemExit(f"--temperature {cfg.temperature}: GRPO samples its groups, so it needs a temperature > 0 "
+                         "(at 0 every sample of a group is the same and no group has an advantage)")
+    if not 0 < cfg.top_p <= 1 or cfg.top_k < 0:
+        raise SystemExit(f"--top-p must be in (0, 1] and --top-k >= 0, got {cfg.top_p} and {cfg.top_k}")
+    if cfg.lr == 0:
+        log("warning: --lr 0: the optimizer will not change the weights")
     if cfg.batch_size % cfg.mini_batch_size:
         raise SystemExit(f"batch_size {cfg.batch_size} is not a multiple of mini_batch_size {cfg.mini_batch_size}")
     if cfg.mini_batch_size % world:
@@ -463,7 +579,12 @@ def parse_args(argv=None) -> TrainConfig:
     defaults = TrainConfig()
     for f in fields(TrainConfig):
         v = getattr(defaults, f.name)
-        if isinstance(v, bool):
+        if f.name == "resume":
+            p.add_argument("--resume", nargs="?", const="yes", choices=["yes", "auto"], default=None,
+                           help="continue the run in --out from its latest checkpoint; 'auto': if it has one, else "
+                                "start fresh. The checkpoint's resume/ state is a pickle (torch.distributed."
+                                "checkpoint): resume only run folders your own runs wrote")
+        elif isinstance(v, bool):
             p.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, action=argparse.BooleanOptionalAction,
                            default=None)
         else:

@@ -332,9 +332,9 @@ def test_one_update_per_rollout_skips_the_old_logprob_pass_with_the_same_update(
     models, scoring = [], []  # (policy, ref) of each run; the models of no-grad (scoring) forwards
     real_load, real_fwd = train_script.load_models, train_script.forward_logprobs
 
-    def load_models(cfg, device, need_ref):
-        out = real_load(cfg, device, need_ref)
-        models.append(out[1:3])
+    def load_models(cfg, mconf, device, need_ref):
+        out = real_load(cfg, mconf, device, need_ref)
+        models.append(out[:2])
         return out
     monkeypatch.setattr(train_script, "load_models", load_models)
     monkeypatch.setattr(train_script, "forward_logprobs", lambda model, *a, **k:

@@ -1,22 +1,20 @@
-"""Distribution, applied from the outside: process group, FSDP2 sharding, full-weight gathers, checkpoints, resume.
+"""Distribution, applied from the outside: process group, FSDP2 sharding, full-weight gathers, the sampler's weight
+sync. (The run folder and its checkpoints: checkpoint.py.)
 
 Everything here is PyTorch's own machinery (fully_shard, torch.distributed.checkpoint); the model file knows
 nothing about it. One process without torchrun is a world of size 1 and runs the very same code.
 """
-import json
 import os
-import shutil
 import socket
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
-import torch.distributed.checkpoint as dcp
-from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict, get_state_dict,
-                                                     set_model_state_dict, set_state_dict)
+from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict, set_model_state_dict
 from torch.distributed.fsdp import CPUOffloadPolicy, MixedPrecisionPolicy, fully_shard
 from torch.utils.checkpoint import checkpoint
 
-from .model import ModelConfig, Transformer, allow_recompiles, save_pretrained
+from .model import ModelConfig, Transformer, allow_recompiles
 
 
 def init_distributed(device: str | None = None):
@@ -37,8 +35,11 @@ def init_distributed(device: str | None = None):
         dev = torch.device("cpu")
     if not dist.is_initialized():
         # On GPUs, gloo too: with --cpu-offload the gradients (clip_grad_norm_) and shards live in host memory.
+        # A rank that dies or hangs in a collective ends the others after `timeout` with an error (NCCL's own
+        # default can wait far longer). Long phases between collectives (a rollout) must stay under it.
+        timeout = timedelta(minutes=float(os.environ.get("TOOLN1_PG_TIMEOUT_MIN", 30)))
         dist.init_process_group("cuda:nccl,cpu:gloo" if dev.type == "cuda" else "gloo",
-                                device_id=dev if dev.type == "cuda" else None)
+                                device_id=dev if dev.type == "cuda" else None, timeout=timeout)
     return dist.get_rank(), dist.get_world_size(), dev
 
 
@@ -136,63 +137,13 @@ def reshard(model):
         model.reshard()
 
 
-# ---- checkpoints: an HF folder for users, a sharded resume state for us ----
-
-def save_checkpoint(run_dir: str, name: str, model, optimizer, trainer_state: dict, tokenizer_dir: str | None,
-                    config: ModelConfig):
-    """Write run_dir/name atomically: hf/ (config + safetensors + tokenizer files), resume/ (DCP sharded model +
-    optimizer), trainer_state.json. Written to a temp dir and renamed, so a crash never corrupts the last one."""
-    final, tmp = os.path.join(run_dir, name), os.path.join(run_dir, f".{name}.tmp")
-    if is_main():
-        shutil.rmtree(tmp, ignore_errors=True)
-        os.makedirs(tmp)
-    dist.barrier()
-    full = gather_full_state(model)  # collective: every rank takes part
-    if is_main():
-        hf = os.path.join(tmp, "hf")
-        save_pretrained(config, full, hf)
-        if tokenizer_dir:
-            for f in ("tokenizer.json", "tokenizer_config.json", "generation_config.json", "vocab.json",
-                      "merges.txt", "chat_template.jinja", "special_tokens_map.json"):
-                if os.path.isfile(os.path.join(tokenizer_dir, f)):
-                    shutil.copy(os.path.join(tokenizer_dir, f), hf)
-    del full
-    msd, osd = get_state_dict(model, optimizer)
-    dcp.save({"model": msd, "optim": osd}, checkpoint_id=os.path.join(tmp, "resume"))
-    if is_main():
-        state = dict(trainer_state, rng=_rng_state())
-        with open(os.path.join(tmp, "trainer_state.json"), "w") as f:
-            json.dump(state, f, indent=1)
-        old = final + ".old"
-        shutil.rmtree(old, ignore_errors=True)
-        if os.path.exists(final):
-            os.rename(final, old)
-        os.rename(tmp, final)
-        shutil.rmtree(old, ignore_errors=True)
-    dist.barrier()
-    return final
-
-
-def load_resume(ckpt_dir: str, model, optimizer) -> dict:
-    """Restore sharded model + optimizer from ckpt_dir/resume; returns trainer_state (RNG restored)."""
-    path = os.path.join(ckpt_dir, "trainer_state.json")
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"cannot resume: {path} not found (was the checkpoint written completely?)")
-    msd, osd = get_state_dict(model, optimizer)
-    state = {"model": msd, "optim": osd}
-    dcp.load(state, checkpoint_id=os.path.join(ckpt_dir, "resume"))
-    set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"])
-    with open(path) as f:
-        trainer_state = json.load(f)
-    _set_rng_state(trainer_state.pop("rng"))
-    return trainer_state
-
-
-def _rng_state():
-    # The loop itself is deterministic by construction (seeded shuffles, counter-based sampling noise); the
-    # torch generator is saved anyway for user code (dropout, a custom loss) that draws from it.
-    return {"torch": torch.get_rng_state().tolist()}
-
-
-def _set_rng_state(state):
-    torch.set_rng_state(torch.tensor(state["torch"], dtype=torch.uint8))
+def weights_finite(model, device) -> bool:
+    """Whether every parameter of every rank's shards is finite (one collective)."""
+    bad = 0.0
+    with torch.no_grad():
+        for p in model.parameters():
+            local = p.to_local() if hasattr(p, "to_local") else p
+            if local.numel() and not bool(torch.isfinite(local).all()):
+                bad = 1.0
+                break
+    return all_reduce([bad], device=device)[0] == 0
