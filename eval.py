@@ -188,14 +188,22 @@ def rescore(args) -> dict:
             stored = json.load(f)
     except (OSError, ValueError) as e:
         raise SystemExit(f"--rescore {args.rescore!r}: cannot read it as a results JSON ({e})") from None
-    if stored.get("bench") != "bfcl" or not isinstance(stored.get("outputs"), list):
+    if not isinstance(stored, dict) or stored.get("bench") != "bfcl" or not isinstance(stored.get("outputs"), list):
         raise SystemExit(f"--rescore {args.rescore!r}: not a BFCL results file written by eval.py "
                          "(expected 'bench': 'bfcl' and an 'outputs' list)")
+    for i, out in enumerate(stored["outputs"]):
+        if not (isinstance(out, dict) and isinstance(out.get("id"), str) and isinstance(out.get("category"), str)
+                and (isinstance(out.get("text"), str) or out.get("skipped"))):
+            raise SystemExit(f"--rescore {args.rescore!r}: output {i} is not an object with string 'id', "
+                             "'category' and 'text' (the raw model output; null only when 'skipped')")
     recorded = stored.get("bfcl_dir")  # the run's data folder, when this machine has it too
     data_dir = find_data(args.bfcl_dir or (recorded if recorded and os.path.isdir(recorded) else None))
     entries = {}  # id -> entry, for the categories the file holds
     for category in dict.fromkeys(o["category"] for o in stored["outputs"]):
-        bfcl.category_kind(category)
+        try:
+            bfcl.category_kind(category)
+        except ValueError as e:
+            raise SystemExit(f"--rescore {args.rescore!r}: {e}") from None
         entries.update({e["id"]: e for e in bfcl.load_category(data_dir, category)})
     outputs = []
     for out in stored["outputs"]:
@@ -217,7 +225,12 @@ def rescore(args) -> dict:
 def run_heldout(args) -> dict:
     if not os.path.isfile(args.data):
         raise SystemExit(f"--data {args.data!r}: no such file (a unified JSONL from python -m tooln1_min.data)")
-    records = load_records(args.data)[:args.limit]
+    try:
+        records = load_records(args.data)[:args.limit]
+    except ValueError as e:
+        raise SystemExit(f"--data: {e}") from None
+    if not records:
+        raise SystemExit(f"--data {args.data!r}: no records to evaluate")
     device, dtype = pick_device(args.device, args.dtype)
     model, tokenizer = load_checkpoint(args.model, device, dtype)
     max_prompt_len = model.config.max_position_embeddings - 1  # leave room for at least one new token

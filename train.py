@@ -335,7 +335,10 @@ def train(cfg: TrainConfig):
     tok = Tokenizer.from_pretrained(cfg.model)
     mconf = read_model_config(cfg.model, tok)
     resume_from = prepare_run(cfg, device)  # before any model work: a refused folder costs nothing
-    records = load_records(cfg.data)
+    try:
+        records = load_records(cfg.data)
+    except ValueError as e:  # names the file and line
+        raise SystemExit(f"--data: {e}") from None
     prompt_ids, records, too_long = encode_prompts(tok, records, cfg.max_prompt_len)
     if not records:
         raise SystemExit(f"{cfg.data}: 0 usable records ({too_long} longer than max_prompt_len={cfg.max_prompt_len})")

@@ -585,3 +585,27 @@ def test_fuzz_toolace_parsing_never_crashes():
             assert isinstance(call["name"], str) and isinstance(call["arguments"], dict)
 
     check()
+
+
+def test_deeply_nested_rows_are_skipped_and_counted(tmp_path, records):
+    """100k levels of nesting raise RecursionError inside json: one such row is counted, never aborts a file."""
+    deep = "[" * 100_000 + "]" * 100_000
+    good = records[:3]
+    xlam_rows = [{"id": i, "query": r["messages"][0]["content"], "tools": json.dumps([schema_tool_to_xlam(t)
+                  for t in r["tools"]]), "answers": json.dumps(r["answer"])} for i, r in enumerate(good)]
+    text = json.dumps(xlam_rows)
+    (tmp_path / "x.json").write_text(text[:-1] + ', {"id": 9, "query": "q", "tools": ' + deep + ', "answers": "[]"}]')
+    converted, stats = convert_xlam(tmp_path / "x.json")
+    assert len(converted) == 3 and stats["raw"] == 4 and "JSON nested too deeply" in convert.format_stats("x", stats)
+    (tmp_path / "x2.json").write_text(text[:-1] + ', {"id": 9, "query": "q", "tools": ' + json.dumps(deep) +
+                                      ', "answers": "[]"}]')  # nested inside a JSON string field
+    assert len(convert_xlam(tmp_path / "x2.json")[0]) == 3
+    lines = [json.dumps(r) for r in good] + [deep]
+    (tmp_path / "r.jsonl").write_text("\n".join(lines) + "\n")
+    converted, stats = convert_jsonl(tmp_path / "r.jsonl")
+    assert len(converted) == 3 and stats["raw"] == 4
+    system = "Here is a list of functions in JSON format that you can invoke:\n" + deep
+    (tmp_path / "t.json").write_text(json.dumps([{"system": system, "conversations": []}]))
+    assert convert_toolace(tmp_path / "t.json")[0] == []
+    with pytest.raises(ValueError, match=r"r\.jsonl:4: JSON nested too deeply"):  # training: file and line named
+        load_records(tmp_path / "r.jsonl")

@@ -281,3 +281,23 @@ def test_missing_data_file_and_bad_results_file(tmp_path):
     (tmp_path / "x.json").write_text('{"bench": "heldout"}')
     with pytest.raises(SystemExit, match="not a BFCL results file"):
         ev.main(["--rescore", str(tmp_path / "x.json")])
+
+
+@pytest.mark.parametrize("stored, message", [
+    ([1, 2], "not a BFCL results file"),
+    ({"bench": "bfcl", "outputs": "x"}, "not a BFCL results file"),
+    ({"bench": "bfcl", "outputs": [5]}, "output 0 is not an object"),
+    ({"bench": "bfcl", "outputs": [{"id": "a", "category": "simple_python"}]}, "output 0 is not an object"),
+    ({"bench": "bfcl", "outputs": [{"id": "a", "category": "nope", "text": ""}]}, "unknown BFCL category"),
+])
+def test_rescore_of_a_wrong_shape_is_a_clear_error(bfcl_dir, tmp_path, stored, message):
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(stored))
+    with pytest.raises(SystemExit, match=message):
+        ev.main(["--rescore", str(path), "--bfcl-dir", bfcl_dir])
+
+
+def test_heldout_of_an_empty_file_is_an_error(tmp_path):
+    (tmp_path / "empty.jsonl").write_text("")
+    with pytest.raises(SystemExit, match="no records to evaluate"):
+        ev.main(["--model", "unused", "--data", str(tmp_path / "empty.jsonl")])

@@ -106,7 +106,17 @@ def load_category(bfcl_dir: str, category: str, limit: int | None = None) -> lis
 # ---------------------------------------------------------------------------------------------------------
 # Decoding Tool-N1's output
 
-_TOOL_CALL_BLOCK = re.compile(r"<tool_call>(.*?)</tool_call>", re.DOTALL)
+_CALL_OPEN, _CALL_CLOSE = "<tool_call>", "</tool_call>"
+
+
+def _first_block(text: str) -> str | None:
+    """What re.search(r"<tool_call>(.*?)</tool_call>", DOTALL) would capture, in linear time: the regex retries
+    every later open tag when the first has no close after it (quadratic on hostile text), but then none has."""
+    start = text.find(_CALL_OPEN)
+    if start == -1:
+        return None
+    end = text.find(_CALL_CLOSE, start + len(_CALL_OPEN))
+    return None if end == -1 else text[start + len(_CALL_OPEN):end]
 
 
 def decode_tool_calls(text: str) -> list[dict] | None:
@@ -115,11 +125,11 @@ def decode_tool_calls(text: str) -> list[dict] | None:
     As in Tool-N1's BFCL handler, the block holds a JSON list of {"name", "arguments"} (a single object counts
     as one call). None means a decode failure: no block, bad JSON, an empty list or a malformed element.
     """
-    match = _TOOL_CALL_BLOCK.search(text) if isinstance(text, str) else None
-    if match is None:
+    block = _first_block(text) if isinstance(text, str) else None
+    if block is None:
         return None
     try:
-        payload = json.loads(match.group(1))
+        payload = json.loads(block)
     except (ValueError, RecursionError):  # JSONDecodeError is a ValueError; absurd nesting recurses
         return None
     if isinstance(payload, dict):

@@ -58,16 +58,54 @@ def _read_rows(path) -> list:
     if text.lstrip().startswith("["):
         try:
             return json.loads(text)
+        except RecursionError:  # one absurdly nested row: read the array row by row, that row counted as bad
+            return [_parse_row(element, f"{path} element {i}") for i, element in enumerate(_array_elements(text))]
         except ValueError as e:
             raise ValueError(f"{path}: not a valid JSON array ({e})") from None
-    rows = []
-    for lineno, line in enumerate(text.splitlines(), 1):
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except ValueError:
-                rows.append(RowError("invalid JSON line", f"{path}:{lineno}"))  # counted by the converter
-    return rows
+    return [_parse_row(line, f"{path}:{lineno}") for lineno, line in enumerate(text.splitlines(), 1) if line.strip()]
+
+
+def _parse_row(text: str, where: str):
+    try:
+        return json.loads(text)
+    except RecursionError:
+        return RowError("JSON nested too deeply", where)  # counted by the converter
+    except ValueError:
+        return RowError("invalid JSON line", where)
+
+
+def _array_elements(text: str):
+    """The source text of each top-level element of a JSON array, found by one scan (strings and escapes
+    respected), so each can be parsed, and fail, alone."""
+    depth, start, in_string, escaped = 0, None, False, False
+    for i, ch in enumerate(text):
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+            continue
+        if depth == 1 and start is None and not ch.isspace() and ch not in ",]":
+            start = i  # an element begins
+        if ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+        elif ch in "]}":
+            depth -= 1
+            if depth == 0:  # the array's own end
+                if start is not None:
+                    yield text[start:i]
+                return
+        elif ch == "," and depth == 1 and start is not None:
+            yield text[start:i]
+            start = None
+
+
+def _reason(e: Exception, default: str) -> str:
+    return "JSON nested too deeply" if isinstance(e, RecursionError) else getattr(e, "reason", default)
 
 
 def _json_field(row: dict, key: str):
@@ -76,8 +114,8 @@ def _json_field(row: dict, key: str):
     if isinstance(value, str):
         try:
             return json.loads(value)
-        except ValueError as e:
-            raise RowError(f"bad {key} JSON", str(e)) from None
+        except (ValueError, RecursionError) as e:
+            raise RowError(f"bad {key} JSON", str(e)[:200]) from None
     if value is None:
         raise RowError(f"missing {key}")
     return value
@@ -175,8 +213,8 @@ def convert_xlam(path, schema: bool = False) -> tuple[list[dict], dict]:
         stats["raw"] += 1
         try:
             _keep(stats, records, _xlam_record(row, index, schema))
-        except ValueError as e:  # RowError, or a record the validator refuses
-            _drop(stats, getattr(e, "reason", "invalid record"), f"row {index}: {e}")
+        except (ValueError, RecursionError) as e:  # RowError, or a record the validator refuses
+            _drop(stats, _reason(e, "invalid record"), f"row {index}: {str(e)[:200]}")
     return records, stats
 
 
@@ -195,8 +233,8 @@ def parse_toolace_system(system: str) -> tuple[str | None, list[dict]]:
         raise RowError("no tool list in system text")
     try:
         tools, _ = json.JSONDecoder().raw_decode(system, match.end())
-    except ValueError as e:
-        raise RowError("bad tool list JSON", str(e)) from None
+    except (ValueError, RecursionError) as e:
+        raise RowError("bad tool list JSON", str(e)[:200]) from None
     if not isinstance(tools, list) or not all(isinstance(t, dict) and isinstance(t.get("name"), str) for t in tools):
         raise RowError("bad tool list", "expected a JSON list of {name, ...}")
     return system[:match.start()].strip() or None, tools
@@ -341,8 +379,8 @@ def convert_toolace(path) -> tuple[list[dict], dict]:
         stats["raw"] += 1
         try:
             _toolace_row(row, index, records, stats)
-        except ValueError as e:  # RowError for the row as a whole; anything else is still counted, not fatal
-            _drop(stats, getattr(e, "reason", "invalid row"), f"row {index}: {e}")
+        except (ValueError, RecursionError) as e:  # RowError for the row as a whole; anything else is counted too
+            _drop(stats, _reason(e, "invalid row"), f"row {index}: {str(e)[:200]}")
     return records, stats
 
 
@@ -363,8 +401,8 @@ def convert_jsonl(path) -> tuple[list[dict], dict]:
             continue
         try:
             _keep(stats, records, row)
-        except ValueError as e:
-            _drop(stats, "invalid record", str(e)[:200])
+        except (ValueError, RecursionError) as e:
+            _drop(stats, _reason(e, "invalid record"), str(e)[:200])
     return records, stats
 
 

@@ -85,6 +85,8 @@ def read_jsonl(path):
                 row = json.loads(line)
             except ValueError as e:
                 raise ValueError(f"{path}:{lineno}: not valid JSON ({e})") from None
+            except RecursionError:
+                raise ValueError(f"{path}:{lineno}: JSON nested too deeply to read") from None
             yield lineno, row
 
 
