@@ -335,43 +335,22 @@ def train(cfg: TrainConfig):
     tok = Tokenizer.from_pretrained(cfg.model)
     mconf = read_model_config(cfg.model, tok)
     resume_from = prepare_run(cfg, device)  # before any model work: a refused folder costs nothing
-    try:
-        records = load_records(cfg.data)
-    except ValueError as e:  # names the file and line
-        raise SystemExit(f"--data: {e}") from None
-    prompt_ids, records, too_long = encode_prompts(tok, records, cfg.max_prompt_len)
-    if not records:
-        raise SystemExit(f"{cfg.data}: 0 usable records ({too_long} longer than max_prompt_len={cfg.max_prompt_len})")
-    if cfg.batch_size > len(records):
-        raise SystemExit(f"batch_size {cfg.batch_size} is larger than the {len(records)} usable records")
+    records, prompt_ids = load_data(cfg, tok)
     steps_per_epoch = len(records) // cfg.batch_size
     max_steps = cfg.max_steps or steps_per_epoch * cfg.epochs
-    log(f"{cfg.algo}: {len(records)} records ({too_long} dropped: prompt > {cfg.max_prompt_len} tokens), "
-        f"{max_steps} steps of {cfg.batch_size} prompts on {world} rank(s), device {device.type}")
+    log(f"{cfg.algo}: {len(records)} records, {max_steps} steps of {cfg.batch_size} prompts on {world} rank(s), "
+        f"device {device.type}")
 
     policy, ref, sampler_model = load_models(cfg, mconf, device, need_ref=cfg.algo == "grpo" and cfg.kl_coef > 0)
     optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
                                   betas=(0.9, cfg.adam_beta2), foreach=True)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg))
-    start = 0
-    if resume_from:
-        state = ckpt.load_resume(resume_from, policy, optimizer)
-        start = state["step"]
-        if "scheduler" in state:  # the LR schedule steps once per optimizer update, not once per training step
-            scheduler.load_state_dict(state["scheduler"])
-        else:  # a checkpoint from before the schedule was saved
-            scheduler.last_epoch = start
-        sync_sampler(policy, sampler_model)
-        if tdist.is_main():
-            ckpt.truncate_metrics(cfg.out, start)
-        log(f"resumed from {resume_from} at step {start}")
+    start = restore(cfg, resume_from, policy, optimizer, scheduler, sampler_model) if resume_from else 0
 
     loggers = open_loggers(cfg) if tdist.is_main() else []
     evals = {}
     if cfg.eval_data and start == 0:
-        evals["before"] = evaluate(cfg, sampler_model, tok, rank, world, device, "before")
-        for write, _ in loggers:
-            write({f"eval_{k}": v for k, v in evals["before"].items()}, 0)
+        evals["before"] = evaluate(cfg, sampler_model, tok, rank, world, device, "before", loggers, 0)
     bad_steps = 0
     for step in range(start, max_steps):
         # Deterministic data order: epoch e is a seeded shuffle; step s takes its own slice (resume-exact).
@@ -387,41 +366,84 @@ def train(cfg: TrainConfig):
                                optimizer, scheduler, device, world)
         metrics = {"step": step + 1, "epoch": epoch, **metrics}
         bad_steps = bad_steps + 1 if metrics["skipped_updates"] or not math.isfinite(metrics["loss"]) else 0
-        if cfg.eval_every and cfg.eval_data and (step + 1) % cfg.eval_every == 0 and step + 1 < max_steps:
+        last = step + 1 == max_steps
+        if cfg.eval_every and cfg.eval_data and (step + 1) % cfg.eval_every == 0 and not last:
             if cfg.algo == "sft":  # SFT never samples: its weights reach the sampler's copy only to be evaluated
                 sync_sampler(policy, sampler_model)
             metrics.update({f"eval_{k}": v for k, v in
                             evaluate(cfg, sampler_model, tok, rank, world, device, None).items()})
-        if tdist.is_main():
-            with open(os.path.join(cfg.out, "metrics.jsonl"), "a") as f:
-                f.write(json.dumps(metrics) + "\n")
-            for write, _ in loggers:
-                write(metrics, step + 1)
-            if (step + 1) % cfg.log_every == 0 or step + 1 == max_steps:
-                print(format_line(metrics), flush=True)
-        if bad_steps >= cfg.max_bad_steps:
-            raise SystemExit(f"step {step + 1}: {bad_steps} steps in a row with a non-finite loss or gradient norm "
-                             f"(updates skipped); stopping before anything is saved. The last good checkpoint: "
-                             f"{ckpt.latest_checkpoint(cfg.out) or 'none'}")
-        if ((step + 1) % cfg.save_every == 0 or step + 1 == max_steps) and bad_steps:
-            log(f"step {step + 1}: not saved (its update was skipped: non-finite loss or gradient norm)")
-        elif (step + 1) % cfg.save_every == 0 or step + 1 == max_steps:
-            if not tdist.weights_finite(policy, device):
-                raise SystemExit(f"step {step + 1}: the weights hold NaN or inf; not saving them over "
-                                 f"{ckpt.latest_checkpoint(cfg.out) or 'nothing'}")
-            ckpt.save_checkpoint(cfg.out, step + 1, policy, optimizer, {"scheduler": scheduler.state_dict()},
-                                 cfg.model, mconf, cfg.keep_checkpoints, cfg.keep_every)
+        write_metrics(cfg, metrics, loggers, last)
+        if (step + 1) % cfg.save_every == 0 or last or bad_steps:
+            save_or_stop(cfg, step + 1, bad_steps, policy, optimizer, scheduler, mconf, device,
+                         due=(step + 1) % cfg.save_every == 0 or last)
     if cfg.eval_data:
         sync_sampler(policy, sampler_model)
-        evals["after"] = evaluate(cfg, sampler_model, tok, rank, world, device, "after")
-        for write, _ in loggers:
-            write({f"eval_{k}": v for k, v in evals["after"].items()}, max_steps)
+        evals["after"] = evaluate(cfg, sampler_model, tok, rank, world, device, "after", loggers, max_steps)
     if tdist.is_main() and evals:
         with open(os.path.join(cfg.out, "evals.json"), "w") as f:
             json.dump(evals, f, indent=1)
     for _, close in loggers:
         close()
     return evals
+
+
+def load_data(cfg, tok):
+    """The training records and their prompts' token ids (records over max_prompt_len are dropped and counted)."""
+    try:
+        records = load_records(cfg.data)
+    except ValueError as e:  # names the file and line
+        raise SystemExit(f"--data: {e}") from None
+    prompt_ids, records, too_long = encode_prompts(tok, records, cfg.max_prompt_len)
+    if not records:
+        raise SystemExit(f"{cfg.data}: 0 usable records ({too_long} longer than max_prompt_len={cfg.max_prompt_len})")
+    if cfg.batch_size > len(records):
+        raise SystemExit(f"batch_size {cfg.batch_size} is larger than the {len(records)} usable records")
+    if too_long:
+        log(f"{cfg.data}: {too_long} records dropped (prompt > {cfg.max_prompt_len} tokens)")
+    return records, prompt_ids
+
+
+def restore(cfg, resume_from, policy, optimizer, scheduler, sampler_model) -> int:
+    """Model, optimizer, LR schedule and RNG from a checkpoint; metrics.jsonl cut back to it. Returns its step."""
+    state = ckpt.load_resume(resume_from, policy, optimizer)
+    if "scheduler" in state:  # the LR schedule steps once per optimizer update, not once per training step
+        scheduler.load_state_dict(state["scheduler"])
+    else:  # a checkpoint from before the schedule was saved
+        scheduler.last_epoch = state["step"]
+    sync_sampler(policy, sampler_model)
+    if tdist.is_main():
+        ckpt.truncate_metrics(cfg.out, state["step"])
+    log(f"resumed from {resume_from} at step {state['step']}")
+    return state["step"]
+
+
+def write_metrics(cfg, metrics, loggers, last):
+    if not tdist.is_main():
+        return
+    with open(os.path.join(cfg.out, "metrics.jsonl"), "a") as f:
+        f.write(json.dumps(metrics) + "\n")
+    for write, _ in loggers:
+        write(metrics, metrics["step"])
+    if metrics["step"] % cfg.log_every == 0 or last:
+        print(format_line(metrics), flush=True)
+
+
+def save_or_stop(cfg, step, bad_steps, policy, optimizer, scheduler, mconf, device, due):
+    """Save a checkpoint when one is due, never from a step whose update was skipped nor with non-finite weights;
+    stop after max_bad_steps skipped steps in a row, before anything is saved."""
+    latest = ckpt.latest_checkpoint(cfg.out) or "none"
+    if bad_steps >= cfg.max_bad_steps:
+        raise SystemExit(f"step {step}: {bad_steps} steps in a row with a non-finite loss or gradient norm (updates "
+                         f"skipped); stopping before anything is saved. The last good checkpoint: {latest}")
+    if not due:
+        return
+    if bad_steps:
+        log(f"step {step}: not saved (its update was skipped: non-finite loss or gradient norm)")
+    elif not tdist.weights_finite(policy, device):
+        raise SystemExit(f"step {step}: the weights hold NaN or inf; not saving them over {latest}")
+    else:
+        ckpt.save_checkpoint(cfg.out, step, policy, optimizer, {"scheduler": scheduler.state_dict()}, cfg.model,
+                             mconf, cfg.keep_checkpoints, cfg.keep_every)
 
 
 # Settings a resume may change freely: how the run is logged, saved and computed, not what it learns.
@@ -484,13 +506,15 @@ def check_config_change(cfg, latest):
     log(f"resuming with changed settings: {sorted(changed)} (recorded in config_changes.jsonl)")
 
 
-def evaluate(cfg, sampler_model, tok, rank, world, device, label):
+def evaluate(cfg, sampler_model, tok, rank, world, device, label, loggers=(), step=0):
     result, _ = heldout_eval(sampler_model, tok, load_records(cfg.eval_data), max_new_tokens=cfg.eval_max_new_tokens,
                              max_prompt_len=cfg.max_prompt_len, rank=rank, world_size=world, device=device,
                              max_batch_size=cfg.rollout_batch_size)
     if label:
         log(f"eval ({label}): accuracy {result['accuracy']:.3f}  format {result['format_rate']:.3f}  "
             f"mean length {result['mean_response_len']:.1f}  ({result['count']} records)")
+    for write, _ in loggers:
+        write({f"eval_{k}": v for k, v in result.items()}, step)
     return result
 
 

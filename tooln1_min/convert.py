@@ -1,18 +1,16 @@
-"""Converters to the record schema (data.py): xLAM function-calling-60k, ToolACE, already-unified JSONL; and
-the `python -m tooln1_min.data` command line (converters, the synthetic task, splits).
+"""Converters to the record schema (data.py): xLAM function-calling-60k, ToolACE, already-unified JSONL (their
+command line: `python -m tooln1_min.data`).
 
 Converters never stop halfway through a file: a bad row is skipped and counted by reason in the returned `stats`,
 which the CLI prints in the shape of the paper's Table 1 (raw -> kept, single- vs multi-turn).
 """
-import argparse
 import ast
 import copy
 import json
 import keyword
 import re
 
-from .data import CASES, ROLES, load_records, save_records, split_records, validate_record
-from .synthetic import synthetic_records
+from .data import ROLES, validate_record
 
 # ----------------------------------------------------------------------------------------------------------------
 # Converter plumbing: per-reason drop counts instead of crashes
@@ -404,65 +402,3 @@ def convert_jsonl(path) -> tuple[list[dict], dict]:
         except (ValueError, RecursionError) as e:
             _drop(stats, _reason(e, "invalid record"), str(e)[:200])
     return records, stats
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Command line
-
-
-def _save_and_report(name: str, records, stats, out):
-    save_records(records, out)
-    print(format_stats(name, stats))
-    print(f"wrote {len(records)} records to {out}")
-
-
-def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m tooln1_min.data", description="Tool-calling records: convert, synthesise, split.")
-    sub = parser.add_subparsers(dest="command", required=True)
-    for name, help_text in [("xlam", "xLAM function-calling-60k JSON -> records"),
-                            ("toolace", "ToolACE data.json -> records"), ("jsonl", "check unified JSONL records")]:
-        p = sub.add_parser(name, help=help_text)
-        p.add_argument("input")
-        p.add_argument("output")
-        if name == "xlam":
-            p.add_argument("--schema", action="store_true", help="rewrite tools as JSON-schema-like functions")
-    p = sub.add_parser("synthetic", help="write seeded synthetic tool-calling records")
-    p.add_argument("output")
-    p.add_argument("--n", type=int, default=1000)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--max-tools", type=int, default=3)
-    p.add_argument("--p-parallel", type=float, default=0.2)
-    p.add_argument("--p-no-call", type=float, default=0.1)
-    p.add_argument("--p-multiple", type=float, default=0.4)
-    p = sub.add_parser("split", help="deterministic train/test split of a JSONL file")
-    p.add_argument("input")
-    p.add_argument("--test-frac", type=float, default=0.1)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--train", help="default: INPUT with .train.jsonl")
-    p.add_argument("--test", help="default: INPUT with .test.jsonl")
-    args = parser.parse_args(argv)
-
-    if args.command in ("xlam", "toolace", "jsonl"):
-        convert = {"xlam": lambda path: convert_xlam(path, schema=args.schema), "toolace": convert_toolace,
-                   "jsonl": convert_jsonl}[args.command]
-        records, stats = convert(args.input)
-        _save_and_report(args.command, records, stats, args.output)
-    elif args.command == "synthetic":
-        records = synthetic_records(args.n, args.seed, args.max_tools, args.p_parallel, args.p_no_call,
-                                    args.p_multiple)
-        save_records(records, args.output)
-        counts = {c: sum(r["case"] == c for r in records) for c in CASES}
-        print(f"synthetic: {len(records)} records (seed {args.seed}): " + ", ".join(f"{k} {v}" for k, v in
-                                                                                    counts.items()))
-        print(f"wrote {len(records)} records to {args.output}")
-    else:
-        records = load_records(args.input)
-        train, test = split_records(records, args.test_frac, args.seed)
-        stem = args.input[:-len(".jsonl")] if args.input.endswith(".jsonl") else args.input
-        for part, path in ((train, args.train or stem + ".train.jsonl"), (test, args.test or stem + ".test.jsonl")):
-            save_records(part, path)
-            print(f"wrote {len(part)} records to {path}")
-
-
-if __name__ == "__main__":
-    main()
