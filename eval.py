@@ -23,7 +23,7 @@ import time
 
 import torch
 
-from tooln1_min import bfcl
+from tooln1_min import acebench, bfcl
 from tooln1_min.bfcl import language_hints
 from tooln1_min.data import CASES, eval_messages, load_records
 from tooln1_min.model import Transformer
@@ -94,12 +94,20 @@ def score_output(entry: dict, output: dict, category: str) -> dict:
 
 
 def generate_category(model, tokenizer, entries, category, args) -> list[dict]:
-    """Greedy outputs for one category, one dict per entry (in entry order)."""
+    """Greedy outputs for one BFCL category, one dict per entry (in entry order)."""
+    return generate_outputs(model, tokenizer, [({"id": e["id"], "category": category},
+                                                bfcl_messages(e, category, not args.no_language_hints))
+                                               for e in entries], args)
+
+
+def generate_outputs(model, tokenizer, items, args) -> list[dict]:
+    """Greedy outputs for [(output dict, chat messages)], in order. A prompt that leaves no room to generate
+    within the model's positions is skipped (scored as a failure)."""
     max_positions = model.config.max_position_embeddings
     outputs, prompts, todo = [], [], []
-    for entry in entries:
-        ids = tokenizer.encode(bfcl_prompt(tokenizer, entry, category, not args.no_language_hints))
-        out = {"id": entry["id"], "category": category, "prompt_tokens": len(ids)}
+    for base, messages in items:
+        ids = tokenizer.encode(tokenizer.apply_chat_template(messages, add_generation_prompt=True))
+        out = {**base, "prompt_tokens": len(ids)}
         if len(ids) >= max_positions:  # the sampler needs at least one free position to generate into
             out.update(skipped=True, text=None,
                        reason=f"prompt too long: {len(ids)} tokens, model max_position_embeddings {max_positions}")
@@ -188,14 +196,17 @@ def rescore(args) -> dict:
             stored = json.load(f)
     except (OSError, ValueError) as e:
         raise SystemExit(f"--rescore {args.rescore!r}: cannot read it as a results JSON ({e})") from None
-    if not isinstance(stored, dict) or stored.get("bench") != "bfcl" or not isinstance(stored.get("outputs"), list):
-        raise SystemExit(f"--rescore {args.rescore!r}: not a BFCL results file written by eval.py "
-                         "(expected 'bench': 'bfcl' and an 'outputs' list)")
+    if not isinstance(stored, dict) or stored.get("bench") not in ("bfcl", "acebench") or \
+            not isinstance(stored.get("outputs"), list):
+        raise SystemExit(f"--rescore {args.rescore!r}: not a BFCL results file written by eval.py, nor an ACEBench "
+                         "one (expected 'bench': 'bfcl' or 'acebench' and an 'outputs' list)")
     for i, out in enumerate(stored["outputs"]):
         if not (isinstance(out, dict) and isinstance(out.get("id"), str) and isinstance(out.get("category"), str)
                 and (isinstance(out.get("text"), str) or out.get("skipped"))):
             raise SystemExit(f"--rescore {args.rescore!r}: output {i} is not an object with string 'id', "
                              "'category' and 'text' (the raw model output; null only when 'skipped')")
+    if stored["bench"] == "acebench":
+        return rescore_acebench(args, stored)
     recorded = stored.get("bfcl_dir")  # the run's data folder, when this machine has it too
     data_dir = find_data(args.bfcl_dir or (recorded if recorded and os.path.isdir(recorded) else None))
     entries = {}  # id -> entry, for the categories the file holds
@@ -213,6 +224,90 @@ def rescore(args) -> dict:
     summary = bfcl_report(outputs)
     print_report(summary)
     result = {**stored, "bfcl_dir": data_dir, "summary": summary, "outputs": outputs}
+    if args.out:
+        write_json(args.out, result)
+    return result
+
+
+# ---------------------------------------------------------------------------------------------------------
+# ACEBench Normal (Atom + Single-turn), scored as its official checker scores (tooln1_min/acebench.py)
+
+
+def score_acebench(entry: dict, output: dict) -> dict:
+    """Fill output's calls/ok/reason from its raw text (the first <tool_call> block, decoded as for BFCL), and
+    whether the ground truth itself passes the same checker (the ceiling)."""
+    fns, gt, category = entry["record"]["function"], entry["ground_truth"], entry["category"]
+    ceiling_ok = acebench.ace_check(fns, acebench.ground_truth_calls(gt), gt, category)[0]
+    if output.get("skipped"):
+        return {**output, "calls": None, "ok": False, "reason": output.get("reason") or "prompt too long",
+                "ceiling_ok": ceiling_ok}
+    calls = bfcl.decode_tool_calls(output["text"])
+    ok, reason = acebench.ace_check(fns, calls, gt, category)
+    return {**output, "calls": calls, "ok": ok, "reason": reason, "ceiling_ok": ceiling_ok}
+
+
+def acebench_categories(text: str | None) -> list[str]:
+    names = [c.strip() for c in (text or "").split(",") if c.strip()] or list(acebench.CATEGORIES)
+    unknown = [c for c in names if c not in acebench.CATEGORIES]
+    if unknown:
+        raise SystemExit(f"--categories: unknown ACEBench categories {unknown}; valid: {','.join(acebench.CATEGORIES)}")
+    return list(dict.fromkeys(names))
+
+
+def load_acebench_entries(args, categories) -> list[dict]:
+    if not args.acebench_dir:
+        raise SystemExit("--bench acebench needs --acebench-dir: a checkout of the ACEBench repository")
+    entries = acebench.load_acebench(args.acebench_dir, args.lang, categories)
+    if args.limit:
+        entries = [e for c in categories for e in [x for x in entries if x["category"] == c][:args.limit]]
+    return entries
+
+
+def print_acebench(summary: dict):
+    print("ACEBench Normal          accuracy   ceiling   (ceiling: the ground truth through the same checker)")
+    for c, r in summary["categories"].items():
+        print(f"  {c:<38}{r['accuracy']:>7.1%}  {r['ceiling']:>7.1%}   ({r['total']})")
+    for key, label in (("atom", "Atom (mean of 6)"), ("single_turn", "Single-turn (mean of 2)"),
+                       ("normal", "Atom + Single-turn (mean)")):
+        if summary[key]["accuracy"] is not None:
+            print(f"  {label:<38}{summary[key]['accuracy']:>7.1%}  {summary[key]['ceiling']:>7.1%}")
+    o = summary["overall"]
+    print(f"  {'all records':<38}{o['accuracy']:>7.1%}  {o['ceiling']:>7.1%}   ({o['total']})")
+
+
+def run_acebench(args) -> dict:
+    categories = acebench_categories(args.categories)
+    entries = load_acebench_entries(args, categories)  # a wrong folder fails before the model loads
+    device, dtype = pick_device(args.device, args.dtype)
+    model, tokenizer = load_checkpoint(args.model, device, dtype)
+    log(f"ACEBench ({args.lang}): {len(entries)} records in {len(categories)} categories, greedy, "
+        f"<= {args.max_new_tokens} new tokens")
+    t0 = time.time()
+    items = [({"id": e["id"], "category": e["category"]}, acebench.acebench_messages(e["record"])) for e in entries]
+    outputs = [score_acebench(e, o) for e, o in zip(entries, generate_outputs(model, tokenizer, items, args))]
+    summary = acebench.acebench_report(outputs)
+    print_acebench(summary)
+    result = {"bench": "acebench", "model": args.model, "acebench_dir": os.path.abspath(args.acebench_dir),
+              "lang": args.lang, "summary": summary, "outputs": outputs,
+              "settings": {"categories": categories, "limit": args.limit, "max_new_tokens": args.max_new_tokens,
+                           "device": device, "dtype": str(dtype).split(".")[-1], "seconds": round(time.time() - t0)}}
+    write_json(args.out or "acebench_results.json", result)
+    return result
+
+
+def rescore_acebench(args, stored: dict) -> dict:
+    args.acebench_dir = args.acebench_dir or stored.get("acebench_dir")
+    args.lang = stored.get("lang", args.lang)
+    cats = list(dict.fromkeys(o["category"] for o in stored["outputs"]))
+    entries = {e["id"]: e for e in load_acebench_entries(argparse.Namespace(**{**vars(args), "limit": None}),
+                                                         acebench_categories(",".join(cats)))}
+    missing = [o["id"] for o in stored["outputs"] if o["id"] not in entries]
+    if missing:
+        raise SystemExit(f"--rescore: {missing[:3]} not in the ACEBench data at {args.acebench_dir}")
+    outputs = [score_acebench(entries[o["id"]], o) for o in stored["outputs"]]
+    summary = acebench.acebench_report(outputs)
+    print_acebench(summary)
+    result = {**stored, "summary": summary, "outputs": outputs}
     if args.out:
         write_json(args.out, result)
     return result
@@ -278,11 +373,14 @@ def write_json(path: str, obj: dict):
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model", help="Hugging Face checkpoint folder")
-    p.add_argument("--bench", choices=["bfcl"], help="benchmark to run")
+    p.add_argument("--bench", choices=["bfcl", "acebench"], help="benchmark to run")
     p.add_argument("--data", help="held-out unified JSONL, scored with the training reward")
     p.add_argument("--rescore", metavar="RESULTS_JSON", help="re-score a BFCL results file (no model)")
     p.add_argument("--bfcl-dir", help="folder with BFCL_v4_*.json (default: the installed bfcl-eval package)")
-    p.add_argument("--categories", help=f"comma-separated subset of: {','.join(bfcl.CATEGORIES)}")
+    p.add_argument("--acebench-dir", help="an ACEBench checkout (data_all/data_<lang>/...)")
+    p.add_argument("--lang", choices=["en", "zh"], default="en", help="ACEBench language")
+    p.add_argument("--categories", help="comma-separated subset of the benchmark's categories (BFCL: "
+                   f"{','.join(bfcl.CATEGORIES)}; ACEBench: {','.join(acebench.CATEGORIES)})")
     p.add_argument("--limit", type=int, help="first N entries per category (or N records of --data)")
     p.add_argument("--max-new-tokens", type=int, default=1024)
     p.add_argument("--batch-size", type=int, default=64, help="sequences decoded together")
@@ -296,7 +394,8 @@ def main(argv=None) -> dict:
     p.add_argument("--device", help="cuda, cuda:1 or cpu (default: cuda when available)")
     args = p.parse_args(argv)
     if sum(x is not None for x in (args.bench, args.data, args.rescore)) != 1:
-        p.error("choose one of --bench bfcl, --data FILE.jsonl or --rescore RESULTS.json")
+        p.error("choose one of --bench bfcl, --data FILE.jsonl or --rescore RESULTS.json (benchmarks: --bench "
+                "bfcl or acebench)")
     if (args.limit is not None and args.limit < 1) or args.max_new_tokens < 1 or args.batch_size < 1:
         p.error("--limit, --max-new-tokens and --batch-size must be >= 1")
     if args.samples < 1 or args.temperature < 0 or (args.samples > 1 and args.temperature == 0):
@@ -306,6 +405,8 @@ def main(argv=None) -> dict:
         p.error("--samples and --temperature apply to --data (BFCL decodes greedily)")
     if args.rescore:
         return rescore(args)
+    if args.bench == "acebench":
+        return run_acebench(args)
     return run_bfcl(args) if args.bench else run_heldout(args)
 
 

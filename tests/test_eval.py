@@ -301,3 +301,27 @@ def test_heldout_of_an_empty_file_is_an_error(tmp_path):
     (tmp_path / "empty.jsonl").write_text("")
     with pytest.raises(SystemExit, match="no records to evaluate"):
         ev.main(["--model", "unused", "--data", str(tmp_path / "empty.jsonl")])
+
+
+def test_acebench_end_to_end_on_hand_made_data(tiny, tmp_path, capsys):
+    from test_acebench import _write_fixture
+    root = _write_fixture(str(tmp_path / "ace"))
+    out = str(tmp_path / "ace.json")
+    result = ev.main(["--model", tiny[0], "--bench", "acebench", "--acebench-dir", root, "--max-new-tokens", "4",
+                      "--out", out, "--device", "cpu"])
+    stored = json.load(open(out))
+    assert stored["bench"] == "acebench" and len(stored["outputs"]) == 8
+    assert all(o["ceiling_ok"] for o in stored["outputs"])  # the fixture's ground truths can pass
+    assert stored["summary"]["overall"]["total"] == 8 and stored["summary"]["normal"]["ceiling"] == 1.0
+    printed = capsys.readouterr().out
+    assert "Atom + Single-turn (mean)" in printed and "normal_atom_bool" in printed
+    # a right answer scores: rescoring a stored file with one output replaced by the ground truth
+    stored["outputs"][0]["text"] = '<tool_call>[{"name": "flight_book", "arguments": {"city": "Paris"}}]</tool_call>'
+    with open(out, "w") as f:
+        json.dump(stored, f)
+    again = ev.main(["--rescore", out])
+    assert again["outputs"][0]["ok"] and again["summary"]["categories"]["normal_atom_bool"]["accuracy"] == 1.0
+    with pytest.raises(SystemExit, match="needs --acebench-dir"):
+        ev.main(["--model", tiny[0], "--bench", "acebench"])
+    with pytest.raises(SystemExit, match="no data_all/data_en"):
+        ev.main(["--model", tiny[0], "--bench", "acebench", "--acebench-dir", str(tmp_path)])
