@@ -19,11 +19,12 @@ room to generate within the model's max_position_embeddings is skipped and count
 import argparse
 import json
 import os
+import re
 import time
 
 import torch
 
-from tooln1_min import acebench, bfcl
+from tooln1_min import acebench, apibank, bfcl
 from tooln1_min.bfcl import language_hints
 from tooln1_min.data import CASES, eval_messages, load_records
 from tooln1_min.model import Transformer
@@ -196,10 +197,12 @@ def rescore(args) -> dict:
             stored = json.load(f)
     except (OSError, ValueError) as e:
         raise SystemExit(f"--rescore {args.rescore!r}: cannot read it as a results JSON ({e})") from None
-    if not isinstance(stored, dict) or stored.get("bench") not in ("bfcl", "acebench") or \
+    if not isinstance(stored, dict) or stored.get("bench") not in ("bfcl", "acebench", "apibank") or \
             not isinstance(stored.get("outputs"), list):
-        raise SystemExit(f"--rescore {args.rescore!r}: not a BFCL results file written by eval.py, nor an ACEBench "
-                         "one (expected 'bench': 'bfcl' or 'acebench' and an 'outputs' list)")
+        raise SystemExit(f"--rescore {args.rescore!r}: not a BFCL results file written by eval.py, nor an ACEBench or "
+                         "API-Bank one (expected 'bench': 'bfcl', 'acebench' or 'apibank' and an 'outputs' list)")
+    if stored["bench"] == "apibank":
+        return rescore_apibank(args, stored)
     for i, out in enumerate(stored["outputs"]):
         if not (isinstance(out, dict) and isinstance(out.get("id"), str) and isinstance(out.get("category"), str)
                 and (isinstance(out.get("text"), str) or out.get("skipped"))):
@@ -314,6 +317,123 @@ def rescore_acebench(args, stored: dict) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------------------
+# API-Bank level-1, scored by running its own evaluation code (tooln1_min/apibank.py)
+
+
+def apibank_samples(args) -> list[dict]:
+    if not args.apibank_dir:
+        raise SystemExit("--bench apibank needs --apibank-dir: the api-bank folder of AlibabaResearch/DAMO-ConvAI")
+    try:
+        apibank.check_folder(args.apibank_dir)
+    except FileNotFoundError as e:
+        raise SystemExit(f"--apibank-dir: {e}") from None
+    path = args.apibank_json or os.path.join(args.apibank_dir, "json_test_data", "level-1-api.json")
+    return apibank.load_apibank(path)[:args.limit]
+
+
+def score_apibank(sample: dict, output: dict, apibank_dir: str) -> dict:
+    ceiling = apibank.ceiling_ok(sample, apibank_dir)
+    if output.get("skipped"):
+        return {**output, "calls": None, "ok": False, "reason": output.get("reason") or "prompt too long",
+                "ceiling_ok": ceiling}
+    calls = bfcl.decode_tool_calls(output["text"])
+    ok, reason = apibank.apibank_check(sample, calls, apibank_dir)
+    return {**output, "calls": calls, "ok": ok, "reason": reason, "ceiling_ok": ceiling}
+
+
+def apibank_report(outputs: list[dict]) -> dict:
+    n = max(len(outputs), 1)
+    per_api = {}
+    for o in outputs:
+        api = o.get("api") or "?"
+        row = per_api.setdefault(api, {"correct": 0, "total": 0, "ceiling": 0})
+        row["correct"] += o["ok"]
+        row["total"] += 1
+        row["ceiling"] += o["ceiling_ok"]
+    return {"accuracy": sum(o["ok"] for o in outputs) / n, "ceiling": sum(o["ceiling_ok"] for o in outputs) / n,
+            "correct": sum(o["ok"] for o in outputs), "total": len(outputs), "per_api": per_api}
+
+
+def print_apibank(summary: dict, per_api: bool = False):
+    print(f"API-Bank level-1 (Call)  accuracy {summary['accuracy']:.1%} ({summary['correct']}/{summary['total']})  "
+          f"ceiling {summary['ceiling']:.1%} (the ground truth replayed offline through the same official code)")
+    if per_api:
+        for api, r in sorted(summary["per_api"].items()):
+            print(f"  {api:<28}{r['correct']:>4}/{r['total']:<4} ceiling {r['ceiling']}")
+
+
+def rescore_apibank(args, stored: dict) -> dict:
+    args.apibank_dir = args.apibank_dir or stored.get("apibank_dir")
+    samples = {(s["file"], s["id"]): s for s in apibank_samples(argparse.Namespace(**{**vars(args), "limit": None}))}
+    outputs = []
+    for o in stored["outputs"]:
+        if not isinstance(o, dict) or (o.get("file"), o.get("id")) not in samples:
+            raise SystemExit(f"--rescore: output {str(o)[:80]} is not a sample of the API-Bank test set")
+        outputs.append(score_apibank(samples[(o["file"], o["id"])], o, args.apibank_dir))
+    summary = apibank_report(outputs)
+    print_apibank(summary, args.per_api)
+    result = {**stored, "summary": summary, "outputs": outputs}
+    if args.out:
+        write_json(args.out, result)
+    return result
+
+
+def run_apibank(args) -> dict:
+    samples = apibank_samples(args)  # a wrong folder or file fails before the model loads
+    device, dtype = pick_device(args.device, args.dtype)
+    model, tokenizer = load_checkpoint(args.model, device, dtype)
+    log(f"API-Bank level-1: {len(samples)} samples, greedy, <= {args.max_new_tokens} new tokens")
+    t0 = time.time()
+    items = [({"id": s["id"], "file": s["file"], "api": _expected_api(s)}, apibank.apibank_messages(s))
+             for s in samples]
+    generated = generate_outputs(model, tokenizer, items, args)
+    outputs = [score_apibank(s, o, args.apibank_dir) for s, o in zip(samples, generated)]
+    summary = apibank_report(outputs)
+    print_apibank(summary, args.per_api)
+    result = {"bench": "apibank", "model": args.model, "apibank_dir": os.path.abspath(args.apibank_dir),
+              "summary": summary, "outputs": outputs,
+              "settings": {"limit": args.limit, "max_new_tokens": args.max_new_tokens, "device": device,
+                           "dtype": str(dtype).split(".")[-1], "seconds": round(time.time() - t0)}}
+    write_json(args.out or "apibank_results.json", result)
+    return result
+
+
+def _expected_api(sample: dict) -> str | None:
+    m = re.search(r"\[(\w+)\(", sample.get("expected_output") or "")
+    return m.group(1) if m else None
+
+
+# ---------------------------------------------------------------------------------------------------------
+# All three, in the paper's shape (Table 2 / Fig. 3)
+
+
+def run_all(args) -> dict:
+    """BFCL, API-Bank and ACEBench in one run; one summary table; each benchmark's own results file too."""
+    parse_categories(args.categories)  # --categories selects BFCL's; the other two run whole
+    find_data(args.bfcl_dir)
+    apibank_samples(args)
+    load_acebench_entries(args, acebench_categories(None))  # every location checked before the model loads
+    out = args.out or "results"
+    results = {}
+    for name, run in (("bfcl", run_bfcl), ("apibank", run_apibank), ("acebench", run_acebench)):
+        results[name] = run(argparse.Namespace(**{**vars(args), "out": os.path.join(out, f"{name}_results.json"),
+                                                  "categories": args.categories if name == "bfcl" else None}))
+    b, a, c = results["bfcl"]["summary"], results["apibank"]["summary"], results["acebench"]["summary"]
+
+    def pct(x):
+        return "     -" if x is None else f"{100 * x:6.2f}"
+    print("\nTool-N1's benchmarks        accuracy %   ceiling %")
+    for label, acc, ceil in (("BFCL Non-live", b["non_live"], None), ("BFCL Live", b["live"], None),
+                             ("BFCL Overall", b["overall"], None),
+                             ("API-Bank level-1", a["accuracy"], a["ceiling"]),
+                             ("ACEBench Atom + Single-turn", c["normal"]["accuracy"], c["normal"]["ceiling"])):
+        print(f"  {label:<28}{pct(acc):>9}   {pct(ceil):>9}")
+    summary = {"bfcl": {k: b[k] for k in ("non_live", "live", "overall")}, "apibank": a, "acebench": c["normal"]}
+    write_json(os.path.join(out, "summary.json"), summary)
+    return {"bench": "all", "summary": summary, "results": results}
+
+
+# ---------------------------------------------------------------------------------------------------------
 # Held-out split: the training reward (rollout.heldout_eval)
 
 
@@ -373,12 +493,17 @@ def write_json(path: str, obj: dict):
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model", help="Hugging Face checkpoint folder")
-    p.add_argument("--bench", choices=["bfcl", "acebench"], help="benchmark to run")
+    p.add_argument("--bench", choices=["bfcl", "acebench", "apibank", "all"],
+                   help="benchmark to run (all: the three, with --bfcl-dir or bfcl-eval, --acebench-dir, --apibank-dir)")
     p.add_argument("--data", help="held-out unified JSONL, scored with the training reward")
     p.add_argument("--rescore", metavar="RESULTS_JSON", help="re-score a BFCL results file (no model)")
     p.add_argument("--bfcl-dir", help="folder with BFCL_v4_*.json (default: the installed bfcl-eval package)")
     p.add_argument("--acebench-dir", help="an ACEBench checkout (data_all/data_<lang>/...)")
     p.add_argument("--lang", choices=["en", "zh"], default="en", help="ACEBench language")
+    p.add_argument("--apibank-dir", help="the api-bank folder of AlibabaResearch/DAMO-ConvAI (its code scores)")
+    p.add_argument("--apibank-json", help="level-1-api.json (default: APIBANK_DIR/json_test_data/level-1-api.json; "
+                   "it exists at commit 5c38bb7d of that repository)")
+    p.add_argument("--per-api", action="store_true", help="API-Bank: print counts per API")
     p.add_argument("--categories", help="comma-separated subset of the benchmark's categories (BFCL: "
                    f"{','.join(bfcl.CATEGORIES)}; ACEBench: {','.join(acebench.CATEGORIES)})")
     p.add_argument("--limit", type=int, help="first N entries per category (or N records of --data)")
@@ -389,13 +514,13 @@ def main(argv=None) -> dict:
     p.add_argument("--temperature", type=float, default=0.0, help="--data: sampling temperature (0: greedy)")
     p.add_argument("--seed", type=int, default=0, help="--data: sampling seed")
     p.add_argument("--no-language-hints", action="store_true", help="show BFCL's function docs unmodified")
-    p.add_argument("--out", help="results JSON (BFCL default: bfcl_results.json)")
+    p.add_argument("--out", help="results JSON (default: <bench>_results.json; --bench all: a folder, default results)")
     p.add_argument("--dtype", choices=["bf16", "fp32"], help="default: bf16 on CUDA, fp32 on CPU")
     p.add_argument("--device", help="cuda, cuda:1 or cpu (default: cuda when available)")
     args = p.parse_args(argv)
     if sum(x is not None for x in (args.bench, args.data, args.rescore)) != 1:
         p.error("choose one of --bench bfcl, --data FILE.jsonl or --rescore RESULTS.json (benchmarks: --bench "
-                "bfcl or acebench)")
+                "bfcl, acebench or apibank)")
     if (args.limit is not None and args.limit < 1) or args.max_new_tokens < 1 or args.batch_size < 1:
         p.error("--limit, --max-new-tokens and --batch-size must be >= 1")
     if args.samples < 1 or args.temperature < 0 or (args.samples > 1 and args.temperature == 0):
@@ -407,6 +532,10 @@ def main(argv=None) -> dict:
         return rescore(args)
     if args.bench == "acebench":
         return run_acebench(args)
+    if args.bench == "apibank":
+        return run_apibank(args)
+    if args.bench == "all":
+        return run_all(args)
     return run_bfcl(args) if args.bench else run_heldout(args)
 
 

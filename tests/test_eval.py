@@ -325,3 +325,44 @@ def test_acebench_end_to_end_on_hand_made_data(tiny, tmp_path, capsys):
         ev.main(["--model", tiny[0], "--bench", "acebench"])
     with pytest.raises(SystemExit, match="no data_all/data_en"):
         ev.main(["--model", tiny[0], "--bench", "acebench", "--acebench-dir", str(tmp_path)])
+
+
+def test_apibank_end_to_end_on_a_miniature_folder(tiny, tmp_path, capsys):
+    from test_apibank import write_apibank
+    bank = write_apibank(tmp_path / "api-bank")
+    out = str(tmp_path / "ab.json")
+    ev.main(["--model", tiny[0], "--bench", "apibank", "--apibank-dir", bank, "--max-new-tokens", "4",
+             "--out", out, "--device", "cpu", "--per-api"])
+    stored = json.load(open(out))
+    assert stored["bench"] == "apibank" and stored["summary"]["total"] == 2
+    assert [o["ceiling_ok"] for o in stored["outputs"]] == [True, False]  # the second needs the network
+    assert "API-Bank level-1 (Call)" in capsys.readouterr().out
+    stored["outputs"][0]["text"] = ('<tool_call>[{"name": "AddNote", "arguments": {"content": "buy milk today", '
+                                    '"day": "2024-05-01"}}]</tool_call>')
+    with open(out, "w") as f:
+        json.dump(stored, f)
+    again = ev.main(["--rescore", out])
+    assert again["outputs"][0]["ok"] and again["summary"]["accuracy"] == 0.5
+    with pytest.raises(SystemExit, match="needs --apibank-dir"):
+        ev.main(["--model", tiny[0], "--bench", "apibank"])
+    with pytest.raises(SystemExit, match="not an api-bank folder"):
+        ev.main(["--model", tiny[0], "--bench", "apibank", "--apibank-dir", str(tmp_path)])
+
+
+def test_all_three_benchmarks_in_one_run(tiny, bfcl_dir, tmp_path, capsys):
+    from test_acebench import _write_fixture
+    from test_apibank import write_apibank
+    out = tmp_path / "all"
+    result = ev.main(["--model", tiny[0], "--bench", "all", "--bfcl-dir", bfcl_dir, "--categories",
+                      "simple_python,irrelevance", "--acebench-dir",
+                      _write_fixture(str(tmp_path / "ace")), "--apibank-dir", write_apibank(tmp_path / "ab"),
+                      "--max-new-tokens", "4", "--out", str(out), "--device", "cpu"])
+    assert sorted(os.listdir(out)) == ["acebench_results.json", "apibank_results.json", "bfcl_results.json",
+                                       "summary.json"]
+    printed = capsys.readouterr().out
+    for label in ("BFCL Non-live", "BFCL Overall", "API-Bank level-1", "ACEBench Atom + Single-turn"):
+        assert label in printed
+    assert result["summary"]["apibank"]["total"] == 2
+    with pytest.raises(SystemExit, match="--acebench-dir"):  # a missing location fails before any model work
+        ev.main(["--model", tiny[0], "--bench", "all", "--bfcl-dir", bfcl_dir, "--apibank-dir",
+                 write_apibank(tmp_path / "ab2")])
