@@ -195,7 +195,12 @@ def _value_edits(v):
 
 def test_agrees_with_the_official_checker_on_every_ground_truth_and_perturbation():
     official = _official()
-    entries = load_acebench(os.environ["ACEBENCH_DIR"])
+    root = os.environ["ACEBENCH_DIR"]
+    for lang in [x for x in ("en", "zh") if os.path.isdir(os.path.join(root, "data_all", f"data_{x}"))]:
+        _agree(official, lang, load_acebench(root, lang))
+
+
+def _agree(official, lang, entries):
     cases = agree = ceiling = 0
     for e in entries:
         r, gt = e["record"], e["ground_truth"]
@@ -215,4 +220,4 @@ def test_agrees_with_the_official_checker_on_every_ground_truth_and_perturbation
             agree += got == want
             assert got == want, (e["id"], calls, want)
         ceiling += ace_check(r["function"], ground_truth_calls(gt), gt, e["category"])[0]
-    print(f"ACEBench official agreement: {agree}/{cases} cases; ground-truth ceiling {ceiling}/{len(entries)}")
+    print(f"ACEBench ({lang}) official agreement: {agree}/{cases} cases; ground-truth ceiling {ceiling}/{len(entries)}")
