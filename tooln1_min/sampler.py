@@ -161,11 +161,11 @@ def generate(model: Transformer, prompts: list[list[int]], *, n: int = 1, max_ne
     results: list[list[Sample] | None] = [None] * len(prompts)
     chunks = [order[i:i + per_chunk] for i in range(0, len(order), per_chunk)]
     report = _Progress(progress)
+    settings = _Settings(n, max_new_tokens, temperature, top_p, top_k, set(stop_token_ids), ignore_stop, seed,
+                         vocab_limit, max_len, prefill_tokens, sync_every)
     for c, idx in enumerate(chunks):
-        out = _generate_chunk(model, [prompts[i] for i in idx], [stream_ids[i] for i in idx], n, max_new_tokens,
-                              temperature, top_p, top_k, set(stop_token_ids), seed, vocab_limit, max_len,
-                              prefill_tokens, ignore_stop, step_fn, sync_every, device,
-                              lambda m: report(f"chunk {c + 1}/{len(chunks)}: {m}"))
+        out = _generate_chunk(model, [prompts[i] for i in idx], [stream_ids[i] for i in idx], settings, step_fn,
+                              device, lambda m: report(f"chunk {c + 1}/{len(chunks)}: {m}"))
         for i, samples in zip(idx, out):
             results[i] = samples
     return results
@@ -206,29 +206,48 @@ def _prefill(model, cache, prompts, rows, prefill_tokens, device):
     return torch.cat(last)
 
 
-def _generate_chunk(model, prompts, prompt_ids, n, max_new, temperature, top_p, top_k, stops, seed, vocab_limit,
-                    max_len, prefill_tokens, ignore_stop, step_fn, sync_every, device, report):
+@dataclass(frozen=True)
+class _Settings:
+    """One generate call's settings, shared by its chunks (see generate's arguments)."""
+    n: int
+    max_new: int
+    temperature: float
+    top_p: float
+    top_k: int
+    stops: set
+    ignore_stop: bool
+    seed: int
+    vocab_limit: int | None
+    max_len: int
+    prefill_tokens: int
+    sync_every: int
+
+
+def _generate_chunk(model, prompts, prompt_ids, cfg: _Settings, step_fn, device, report):
+    """Sample cfg.n completions for each prompt of one chunk, all rows in one KV cache."""
+    n, max_new, temperature, top_p, top_k = cfg.n, cfg.max_new, cfg.temperature, cfg.top_p, cfg.top_k
+    vocab_limit, sync_every = cfg.vocab_limit, cfg.sync_every
     P, B = len(prompts), len(prompts) * n
-    L = _cache_len(max(len(p) for p in prompts), max_new, max_len)
+    L = _cache_len(max(len(p) for p in prompts), max_new, cfg.max_len)
     dtype = model.model.embed_tokens.weight.dtype
     cache = KVCache(model.config, B, L, dtype=dtype, device=device)
     wrap = _graph_wrapper(device) if step_fn is not _decode_step else None
     if wrap:
         step_fn = wrap(step_fn)  # graphs live as long as this chunk's cache
     first_rows = torch.arange(P, device=device) * n
-    logits = _prefill(model, cache, prompts, first_rows, prefill_tokens, device)  # (P, V)
+    logits = _prefill(model, cache, prompts, first_rows, cfg.prefill_tokens, device)  # (P, V)
     for j in range(1, n):  # the n samples of a prompt share its prefilled prefix
         cache.copy_rows(first_rows, first_rows + j)
 
     row = torch.arange(B, device=device)         # original row of each live slot (changes on compaction)
-    keys = row_keys(seed, torch.tensor(prompt_ids, device=device).repeat_interleave(n), row % n)
+    keys = row_keys(cfg.seed, torch.tensor(prompt_ids, device=device).repeat_interleave(n), row % n)
     prompt_len = torch.tensor([len(p) for p in prompts], device=device).repeat_interleave(n)
     room = (L - prompt_len).clamp(max=max_new)   # tokens each row may still produce
     out_tokens = torch.zeros(B, max_new, dtype=torch.long, device=device)
     out_logprobs = torch.zeros(B, max_new, dtype=torch.float, device=device)
     n_out = torch.zeros(B, dtype=torch.long, device=device)
     stopped = torch.zeros(B, dtype=torch.bool, device=device)
-    stop_ids = torch.tensor(sorted(stops) if stops and not ignore_stop else [-1], device=device)
+    stop_ids = torch.tensor(sorted(cfg.stops) if cfg.stops and not cfg.ignore_stop else [-1], device=device)
 
     # The first token, sampled eagerly from the prefill logits, 64 rows at a time: the (rows, vocab) int64 hash
     # temporaries of the noise would otherwise take GBs at Qwen's vocabulary (rows are independent: same result).
