@@ -374,3 +374,17 @@ def test_entry_point_demo_or_training():
     res = subprocess.run([sys.executable, "train.py", "--data", "x.jsonl"], cwd=ROOT, capture_output=True, text=True,
                          timeout=60)
     assert res.returncode == 2 and "--model is required" in res.stderr and "unrecognized" not in res.stderr
+
+
+def test_shard_granularity_rule():
+    """One FSDP unit per block for real model sizes; one unit for the whole model when blocks are tiny (the CPU
+    demo), where per-block collectives cost more than they save (same weights either way)."""
+    from tooln1_min.dist import shard_per_block
+    from tooln1_min.model import ModelConfig
+    qwen05 = dict(model_type="qwen2", vocab_size=151936, hidden_size=896, intermediate_size=4864,
+                  num_hidden_layers=24, num_attention_heads=14, num_key_value_heads=2, tie_word_embeddings=True)
+    demo = dict(qwen05, vocab_size=3008, hidden_size=96, intermediate_size=256, num_hidden_layers=4,
+                num_attention_heads=2, num_key_value_heads=1)
+    with torch.device("meta"):
+        assert shard_per_block(Transformer(ModelConfig.from_dict(qwen05)))
+        assert not shard_per_block(Transformer(ModelConfig.from_dict(demo)))

@@ -275,9 +275,15 @@ def plot(cfg, evals=None):
     ax.plot(steps, smooth, color="tab:blue", label="train reward (20-step mean)")
     ax.plot(steps, [r["format"] for r in rows], color="tab:orange", alpha=0.6, label="train format rate")
     if evals and "before" in evals and "after" in evals:
-        ax.plot([0, steps[-1]], [evals["before"]["accuracy"], evals["after"]["accuracy"]], "o--", color="tab:green",
-                label="held-out accuracy (greedy)")
+        before, after = evals["before"]["accuracy"], evals["after"]["accuracy"]
+        ax.plot([0, steps[-1]], [before, after], "o--", color="tab:green", label="held-out accuracy (greedy)")
+        ax.annotate(f"after SFT {before:.1%}", (0, before), xytext=(6, -14), textcoords="offset points",
+                    color="tab:green", fontsize=8)
+        ax.annotate(f"after GRPO {after:.1%}", (steps[-1], after), xytext=(-78, -16), textcoords="offset points",
+                    color="tab:green", fontsize=8)
+    ax.set_title("CPU demo: GRPO with Tool-N1's binary reward", fontsize=10)
     ax.set_xlabel("GRPO step")
+    ax.set_ylabel("share of completions / records")
     ax.set_ylim(0, 1.02)
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()

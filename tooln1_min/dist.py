@@ -83,7 +83,8 @@ def sync_sampler(policy, sampler_model):
 
 def build_sharded(config: ModelConfig, device, param_dtype=None, checkpointing=False, cpu_offload=False,
                   compile=False):
-    """A Transformer with every block, then the root, fully_shard-ed (FSDP2). Weights are uninitialised:
+    """A Transformer with every block (see shard_per_block), then the root, fully_shard-ed (FSDP2). Weights are
+    uninitialised:
     load them with load_full_state. Tied embedding/lm_head is one parameter, so it stays in the root unit.
     compile: torch.compile each block's forward (all blocks share its graphs; shapes are dynamic). Replacing the
     forward, not the module, keeps HF parameter names and leaves FSDP's hooks outside the compiled code.
@@ -105,12 +106,24 @@ def build_sharded(config: ModelConfig, device, param_dtype=None, checkpointing=F
     kw = dict(mp_policy=mp or MixedPrecisionPolicy())
     if cpu_offload:
         kw["offload_policy"] = CPUOffloadPolicy()
-    for block in model.model.layers:
-        fully_shard(block, **kw)
+    if shard_per_block(model):
+        for block in model.model.layers:
+            fully_shard(block, **kw)
     fully_shard(model, **kw)
     # to_empty, never leave meta parameters: loading into meta tensors would not allocate the shards.
     model.to_empty(device="cpu" if cpu_offload else device)
     return model
+
+
+BLOCK_UNIT_MIN_PARAMS = 2**20
+
+
+def shard_per_block(model) -> bool:
+    """The shard granularity rule: one FSDP unit per transformer block (gathered just before its forward and
+    backward, freed after) when a block holds >= 1M parameters, as every Qwen2.5 size does (0.5B: 15M per block);
+    below that (the CPU demo's blocks hold 0.1M) the whole model is one unit, gathered once per forward: per-block
+    collectives would cost more in latency than the little memory they save."""
+    return sum(p.numel() for p in model.model.layers[0].parameters()) >= BLOCK_UNIT_MIN_PARAMS
 
 
 def _checkpointed(fn):
