@@ -101,12 +101,15 @@ def test_round_trip_without_transformers(shard, tmp_path):
 
 
 def test_packed_sequences_match_separate_forwards():
+    """Two sequences in one row (positions restarting, a block-diagonal causal mask: how the trainer packs)."""
     model = make_model("qwen2_gqa_tied")
     a, b = torch.randint(0, 160, (1, 6)), torch.randint(0, 160, (1, 5))
     packed = torch.cat([a, b], dim=1)
     pos = torch.cat([torch.arange(6), torch.arange(5)])[None]
+    seg = torch.tensor([0] * 6 + [1] * 5)
+    mask = (torch.tril(torch.ones(11, 11, dtype=torch.bool)) & (seg[:, None] == seg[None, :]))[None]
     with torch.no_grad():
-        out = model(packed, position_ids=pos)
+        out = model(packed, position_ids=pos, attention_mask=mask)
         ref = torch.cat([model(a), model(b)], dim=1)
     assert (out - ref).abs().max().item() <= 1e-5
 
@@ -152,7 +155,10 @@ def test_attention_never_combines_a_mask_with_gqa(monkeypatch):
     with torch.no_grad():
         model(ids)                                                      # causal
         model(ids, position_ids=pos, attention_mask=mask)               # padded
-        model(ids[:1], position_ids=torch.cat([torch.arange(6), torch.arange(7)])[None])  # packed
+        seg = torch.tensor([0] * 6 + [1] * 7)
+        packed_mask = (torch.tril(torch.ones(13, 13, dtype=torch.bool)) & (seg[:, None] == seg[None, :]))[None]
+        model(ids[:1], position_ids=torch.cat([torch.arange(6), torch.arange(7)])[None],
+              attention_mask=packed_mask)  # packed
         cache = KVCache(model.config, batch_size=4, max_len=16)
         model(ids[:, :5], cache=cache, cache_rows=torch.arange(4))
         model(ids[:, 5:6], position_ids=torch.full((4, 1), 5), cache=cache)  # decode

@@ -266,8 +266,9 @@ class Transformer(nn.Module):
                 cache_rows=None, logits_at=None, targets=None, temperature=1.0, vocab_limit=None, entropy=False):
         """input_ids (B, T). attention_mask (B, T), 1 = real token, for padded batches (left or right); or a boolean
         (B, T, T), True where query i may attend key j (e.g. several completions sharing one prompt in a row).
-        position_ids (B, T): default arange, or cumsum(attention_mask) - 1 when a mask is given; rows that
-        restart at 0 mid-row are packed sequences and attend only within their own segment.
+        position_ids (B, T): default arange, or cumsum(attention_mask) - 1 when a 2-D mask is given. Packed rows
+        (several sequences in one row, as the trainer packs a group's samples) pass both their positions and a
+        (B, T, T) mask.
         cache + cache_rows (B,): prefill, store K/V of row b in cache row cache_rows[b] (right-padded prompts).
         cache alone: decode one token per row at position_ids (B, 1) over the whole cache.
         logits_at (B,) or (B, K): project only those positions of each row -> logits (B, 1, V) or (B, K, V)
@@ -277,7 +278,6 @@ class Transformer(nn.Module):
         view, computed by head_logprobs without ever holding all K positions' logits (see there).
         """
         B, T = input_ids.shape
-        plain = position_ids is None and attention_mask is None  # causal over whole rows: no mask to build
         if position_ids is None:
             if attention_mask is not None and attention_mask.dim() == 3:
                 raise ValueError("an explicit (B, T, T) attention_mask needs explicit position_ids")
@@ -294,8 +294,8 @@ class Transformer(nn.Module):
             pos = position_ids.view(B, 1, 1, 1)
             mask = torch.arange(cache.max_len, device=x.device).view(1, 1, 1, -1) <= pos  # (B, 1, 1, L)
             index = (torch.arange(B, device=x.device), position_ids[:, 0])
-        else:  # (checking given positions for packing reads them on the host: skipped when there is nothing to check)
-            mask = None if plain else self._train_mask(position_ids, attention_mask)
+        else:
+            mask = None if attention_mask is None else self._train_mask(attention_mask)
             if mask is not None:  # additive, in the compute dtype, made once: every layer's SDPA shares this tensor
                 mask = torch.zeros(mask.shape, dtype=x.dtype, device=x.device).masked_fill_(~mask, float("-inf"))
         for i, layer in enumerate(self.model.layers):
@@ -311,23 +311,16 @@ class Transformer(nn.Module):
         return F.linear(x, weight)
 
     @staticmethod
-    def _train_mask(position_ids, attention_mask):
-        """None (plain causal, lets SDPA pick flash attention) unless the batch is padded or packed."""
-        if attention_mask is not None and attention_mask.dim() == 3:  # explicit (B, T, T); a query always sees itself
+    def _train_mask(attention_mask):
+        """(B, 1, T, T) bool, or None (plain causal, lets SDPA pick flash attention) for an unpadded batch."""
+        if attention_mask.dim() == 3:  # explicit (B, T, T), e.g. packed rows; a query always sees itself
             eye = torch.eye(attention_mask.shape[-1], dtype=torch.bool, device=attention_mask.device)
             return (attention_mask.bool() | eye)[:, None]
-        packed = bool((position_ids[:, 1:] == 0).any()) if position_ids.shape[1] > 1 else False
-        padded = attention_mask is not None and not bool(attention_mask.all())
-        if not (packed or padded):
+        if bool(attention_mask.all()):
             return None
-        B, T = position_ids.shape
-        idx = torch.arange(T, device=position_ids.device)
-        allowed = (idx[None, :] <= idx[:, None])[None].expand(B, T, T)  # causal
-        if packed:
-            seg = (position_ids == 0).long().cumsum(-1)
-            allowed = allowed & (seg[:, :, None] == seg[:, None, :])
-        if padded:
-            allowed = allowed & attention_mask.bool()[:, None, :]
+        T = attention_mask.shape[1]
+        idx = torch.arange(T, device=attention_mask.device)
+        allowed = (idx[None, :] <= idx[:, None])[None] & attention_mask.bool()[:, None, :]  # causal, not padding
         # Every query may see itself: a fully masked row (a left-pad query) would give NaN, and NaN in a pad
         # position's values leaks into real rows through 0 * NaN in the next layer.
         allowed = allowed | torch.eye(T, dtype=torch.bool, device=allowed.device)

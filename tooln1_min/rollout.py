@@ -73,21 +73,25 @@ def heldout_eval(model, tokenizer, records, *, max_new_tokens=256, max_prompt_le
                      seed=seed, max_batch_size=max_batch_size, progress=progress) if kept else ([], 0)
     case = [kept[e.prompt_index].get("case") for e in eps]  # synthetic records name their case type
     solved = {e.prompt_index for e in eps if e.reward == 1.0}
-    per_case = [x for c in CASES for x in (sum(k == c for k in case),
-                                           sum(e.reward == 1.0 for e, k in zip(eps, case) if k == c),
-                                           sum(kept[i].get("case") == c for i in solved))]
-    correct, fmt, length, count, skipped, passed, *per_case = tdist.all_reduce(
-        [sum(e.reward == 1.0 for e in eps), sum(e.format_ok for e in eps), sum(len(e.completion_ids) for e in eps),
-         len(eps), too_long, len(solved), *per_case], device=device)
-    denom = max(count, 1)
-    result = {"accuracy": correct / denom, "format_rate": fmt / denom, "mean_response_len": length / denom,
-              "count": int(count // n), "skipped_too_long": int(skipped)}
+    counts = {"correct": sum(e.reward == 1.0 for e in eps), "format": sum(e.format_ok for e in eps),
+              "tokens": sum(len(e.completion_ids) for e in eps), "count": len(eps), "too_long": too_long,
+              "passed": len(solved)}
+    for c in CASES:
+        counts[f"samples_{c}"] = sum(k == c for k in case)
+        counts[f"correct_{c}"] = sum(e.reward == 1.0 for e, k in zip(eps, case) if k == c)
+        counts[f"passed_{c}"] = sum(kept[i].get("case") == c for i in solved)
+    tot = tdist.all_reduce_dict(counts, device=device)
+    denom = max(tot["count"], 1)
+    result = {"accuracy": tot["correct"] / denom, "format_rate": tot["format"] / denom,
+              "mean_response_len": tot["tokens"] / denom, "count": int(tot["count"] // n),
+              "skipped_too_long": int(tot["too_long"])}
     if n > 1:
-        result["pass_at_n"] = passed / max(count // n, 1)
-    for c, m, ok, hit in zip(CASES, per_case[0::3], per_case[1::3], per_case[2::3]):
+        result["pass_at_n"] = tot["passed"] / max(tot["count"] // n, 1)
+    for c in CASES:
+        m = tot[f"samples_{c}"]
         if m:
-            result[f"accuracy_{c}"] = ok / m
+            result[f"accuracy_{c}"] = tot[f"correct_{c}"] / m
             result[f"count_{c}"] = int(m // n)
             if n > 1:
-                result[f"pass_at_n_{c}"] = hit / (m // n)
+                result[f"pass_at_n_{c}"] = tot[f"passed_{c}"] / (m // n)
     return result, eps
