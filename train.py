@@ -347,7 +347,7 @@ def train(cfg: TrainConfig):
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg))
     start = restore(cfg, resume_from, policy, optimizer, scheduler, sampler_model) if resume_from else 0
 
-    loggers = open_loggers(cfg) if tdist.is_main() else []
+    loggers = open_loggers(cfg, start) if tdist.is_main() else []
     evals = {}
     if cfg.eval_data and start == 0:
         evals["before"] = evaluate(cfg, sampler_model, tok, rank, world, device, "before", loggers, 0)
@@ -379,8 +379,10 @@ def train(cfg: TrainConfig):
     if cfg.eval_data:
         sync_sampler(policy, sampler_model)
         evals["after"] = evaluate(cfg, sampler_model, tok, rank, world, device, "after", loggers, max_steps)
-    if tdist.is_main() and evals:
-        with open(os.path.join(cfg.out, "evals.json"), "w") as f:
+    if tdist.is_main() and evals:  # a resumed run keeps the "before" of the run it continues
+        path = os.path.join(cfg.out, "evals.json")
+        evals = {**(json.load(open(path)) if start and os.path.isfile(path) else {}), **evals}
+        with open(path, "w") as f:
             json.dump(evals, f, indent=1)
     for _, close in loggers:
         close()
@@ -498,6 +500,7 @@ def check_config_change(cfg, latest):
         raise SystemExit(f"--resume {cfg.out}: these settings differ from the run's train_config.json: " +
                          ", ".join(f"{k} {d['was']!r} -> {d['now']!r}" for k, d in changed.items()) +
                          " (pass the run's own values, or --allow-config-change to continue with the new ones)")
+    torch.distributed.barrier()  # every rank has read train_config.json before rank 0 rewrites it
     if tdist.is_main():
         with open(os.path.join(cfg.out, "config_changes.jsonl"), "a") as f:
             f.write(json.dumps({"step": ckpt.read_state(latest)["step"], "changed": changed}) + "\n")
@@ -533,13 +536,14 @@ def _names(text):
     return [x.strip() for x in text.split(",") if x.strip()]
 
 
-def open_loggers(cfg):
-    """Extra metric sinks beside metrics.jsonl (main rank only): a list of (log(metrics, step), close) pairs."""
+def open_loggers(cfg, start=0):
+    """Extra metric sinks beside metrics.jsonl (main rank only): a list of (log(metrics, step), close) pairs. A
+    resumed run drops TensorBoard's events past its checkpoint (start), as metrics.jsonl is cut back."""
     sinks = []
     for name in _names(cfg.log_to):
         if name == "tensorboard":
             from torch.utils.tensorboard import SummaryWriter
-            writer = SummaryWriter(os.path.join(cfg.out, "tensorboard"))
+            writer = SummaryWriter(os.path.join(cfg.out, "tensorboard"), purge_step=start + 1 if start else None)
 
             def to_tensorboard(metrics, step, writer=writer):
                 for k, v in metrics.items():

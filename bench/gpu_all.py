@@ -114,9 +114,11 @@ class Run:
         try:
             rc = proc.wait(timeout=limit)
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
             rc = None
+        finally:  # a timeout, or the driver itself stopped (Ctrl-C, SIGTERM): the job's whole group goes too
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
         secs = round(time.time() - t, 1)
         self.log.flush()
         tail = _tail(os.path.join(self.out, "gpu_all.log"), 25)
@@ -154,9 +156,11 @@ def _tail(path, n):
     return lines[max(start, len(lines) - n):]
 
 
-def summary(results_path: str) -> str:
-    """A markdown table of every figure in results.jsonl, next to the peers' figures and the targets."""
+def summary(results_path: str, since: str = "") -> str:
+    """A markdown table of the figures in results.jsonl (those recorded at or after `since`, an ISO time: this
+    run's, when the folder holds earlier runs too), next to the peers' figures and the targets."""
     recs = [json.loads(line) for line in open(results_path)] if os.path.exists(results_path) else []
+    recs = [r for r in recs if r.get("time", "") >= since]
     env = next((r for r in recs if r["name"] == "environment"), {})
     rows = ["| section | figure | status | ours | reference (H100) | target |", "|---|---|---|---|---|---|"]
     for r in recs:
@@ -211,6 +215,8 @@ def main(argv=None):
     if not args.smoke and not torch.cuda.is_available():
         raise SystemExit("no CUDA device: run on a GPU machine, or pass --smoke for the CPU rehearsal")
     run = Run(args.out, args.budget or (150 if args.smoke else 480))
+    started = time.strftime("%Y-%m-%dT%H:%M:%S")
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # an outer timeout: finally-clauses stop the job
     only = {s.strip() for s in args.only.split(",") if s.strip()}
     run.say(f"{'smoke (CPU) ' if args.smoke else ''}run, budget {run.budget:.0f} s, out {args.out}")
     for section, name, est, limit, cmd in jobs(args.smoke, args.tokenizer):
@@ -220,7 +226,7 @@ def main(argv=None):
             run.job(section, name, est, limit, cmd)
         except Exception as e:  # noqa: BLE001 (the driver itself must go on to the next job)
             run.record(section, name, "failed", reason=f"driver: {type(e).__name__}: {e}")
-    table = summary(run.results)
+    table = summary(run.results, since=started)
     with open(os.path.join(args.out, "summary.md"), "w") as f:
         f.write(table)
     run.say(f"done in {time.time() - run.t0:.0f} s\n\n" + table)

@@ -247,3 +247,11 @@ def test_real_api_bank_ceiling():
     ceiling = sum(apibank.ceiling_ok(s, root) for s in samples)
     print(f"API-Bank ceiling offline: {ceiling}/{len(samples)}")
     assert len(samples) == 399 and ceiling == 337 and _digest(root) == before
+
+
+def test_a_relative_folder_works(bank, monkeypatch):
+    """The official code runs inside the folder: a relative path must still find the dialogue files."""
+    monkeypatch.chdir(os.path.dirname(bank))
+    answer = [{"AddNote": {"content": "buy milk today", "day": "2024-05-01"}}]
+    assert apibank_check(SAMPLES[0], answer, os.path.basename(bank)) == (True, "")
+    assert apibank.ceiling_ok(SAMPLES[0], os.path.basename(bank))

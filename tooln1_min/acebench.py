@@ -64,9 +64,9 @@ def ace_check(functions, model_calls, ground_truth, category) -> tuple[bool, str
             return True, ""
         except _Wrong as e:
             reasons.append(str(e))
-        except (KeyError, TypeError, AttributeError, IndexError, ValueError) as e:  # the official run aborts
-            return False, f"the official checker raises here ({type(e).__name__}: {e}): counted wrong"
-    return False, reasons[0]
+        except Exception as e:  # noqa: BLE001 - where the official checker raises, its run aborts: wrong
+            return False, f"the official checker raises here ({type(e).__name__}: {str(e)[:200]}): counted wrong"
+    return False, reasons[0] if reasons else "no ground truth"
 
 
 def _squeeze(x):

@@ -38,6 +38,7 @@ def apibank_check(sample: dict, model_calls, apibank_dir: str) -> tuple[bool, st
     [{name: {param: value}}] (None or []: wrong). Never raises."""
     if not model_calls:
         return False, "no decodable <tool_call> block" if model_calls is None else "no call"
+    apibank_dir = os.path.abspath(apibank_dir)  # the official code runs with the folder as working directory
     try:
         text = render_calls(model_calls)
         with official_code(apibank_dir) as ev:
@@ -88,24 +89,26 @@ def official_code(apibank_dir: str):
     check_folder(root)
     ours = lambda name: name in _OFFICIAL or name.startswith("apis.") or name.split(".")[0] in _STUBS  # noqa: E731
     saved = {name: mod for name, mod in sys.modules.items() if ours(name)}
-    for name in saved:
-        del sys.modules[name]
-    sys.modules.update(_stand_ins())
-    sys.modules.update(_cache.get(root, {}))
     cwd, bytecode = os.getcwd(), sys.dont_write_bytecode
-    sys.path.insert(0, root)
-    os.chdir(root)
-    sys.dont_write_bytecode = True
     try:
+        for name in saved:
+            del sys.modules[name]
+        sys.modules.update(_stand_ins())
+        sys.modules.update(_cache.get(root, {}))
+        sys.path.insert(0, root)
+        sys.dont_write_bytecode = True
+        os.chdir(root)
         yield importlib.import_module("evaluator_by_json")
-    finally:
+    finally:  # every step, whatever failed before it
         _cache[root] = {n: m for n, m in sys.modules.items() if n in _OFFICIAL or n.startswith("apis.")}
         for name in [n for n in sys.modules if ours(n)]:
             del sys.modules[name]
         sys.modules.update(saved)
         sys.dont_write_bytecode = bytecode
-        os.chdir(cwd)
-        sys.path.remove(root)
+        if root in sys.path:
+            sys.path.remove(root)
+        with contextlib.suppress(OSError):
+            os.chdir(cwd)
 
 
 _STUBS = ("sentence_transformers", "rank_bm25", "nltk", "googletrans", "requests", "rouge", "tenacity", "tqdm")
@@ -216,6 +219,7 @@ def truth_calls(ev, apibank_dir: str, sample: dict) -> list[dict]:
 
 
 def ceiling_ok(sample: dict, apibank_dir: str) -> bool:
+    apibank_dir = os.path.abspath(apibank_dir)
     try:
         with official_code(apibank_dir) as ev:
             calls = truth_calls(ev, apibank_dir, sample)

@@ -30,7 +30,8 @@ from .dist import all_reduce, gather_full_state, is_main
 from .model import ModelConfig, save_pretrained
 
 STEPS, POINTER = "checkpoints", "checkpoint"
-RUN_FILES = ("train_config.json", "metrics.jsonl", "config_changes.jsonl", "evals.json", POINTER, STEPS)
+RUN_FILES = ("train_config.json", "metrics.jsonl", "config_changes.jsonl", "evals.json", "tensorboard", "wandb",
+             POINTER, STEPS)
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "generation_config.json", "vocab.json", "merges.txt",
                    "chat_template.jinja", "special_tokens_map.json")
 _STEP_DIR = re.compile(r"step-(\d+)$")
