@@ -143,8 +143,6 @@ def _check_function(doc, call: dict, expected: dict, category):
         elif want is list and inner is dict:
             if kind == "objectArray" and len(value) == len(expected[param]) and value:
                 raise TypeError("objectArray item check")  # the official code calls dict_checker wrongly here
-            if kind == "objectArray" and len(value) != len(expected[param]):
-                raise _Wrong(f"{param!r}: {len(value)} items, expected {len(expected[param])}")
             if len(value) != len(expected[param]):
                 raise _Wrong(f"{param!r}: {len(value)} items, expected {len(expected[param])}")
             for v, e in zip(value, expected[param]):
