@@ -26,6 +26,7 @@ sys.path.insert(0, os.path.join(ROOT, "bench"))
 from bench_sampler import qwen_config  # noqa: E402
 from results import emit  # noqa: E402
 from tooln1_min import dist as tdist  # noqa: E402
+from train import adamw_impl  # noqa: E402
 
 PEAKS = {"H100": 989e12, "H200": 989e12, "H800": 989e12, "GH200": 989e12, "B200": 2250e12, "A100": 312e12}  # dense
 
@@ -46,7 +47,7 @@ def bench_update(args):
     with torch.no_grad():
         for p in model.parameters():
             p.normal_(0, 0.02)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-6, foreach=True)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-6, **adamw_impl(device))  # as train.py builds it
     ids = torch.randint(0, min(151000, cfg.vocab_size), (args.batch, args.seq), device=device)
     # Matmul parameters: the input embedding is a lookup, not a matmul (a tied one still counts, as the lm_head).
     # DTensor.numel() is already the global count.
@@ -55,12 +56,16 @@ def bench_update(args):
 
     at = torch.arange(args.seq - 1, device=device).expand(args.batch, -1)
 
-    def step():  # scored as train.py scores completions: chunked vocabulary projection (model.head_logprobs)
+    def step(mark=lambda phase: None):  # scored as train.py scores completions (model.head_logprobs, chunked)
         lp = model(ids, logits_at=at, targets=ids[:, 1:])
+        mark("forward")
         lp.mean().backward()
+        mark("backward")
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        mark("clip")
         opt.step()
         opt.zero_grad(set_to_none=True)
+        mark("adamw")
 
     for _ in range(3):  # warm-up (and compilation with --compile)
         step()
@@ -73,6 +78,7 @@ def bench_update(args):
         torch.cuda.synchronize()
     secs = (time.perf_counter() - t) / args.iters
     if args.profile:
+        phase_split(step, device)
         profile_step(step, device)
     tokens = args.batch * args.seq
     attn = 12 * cfg.num_hidden_layers * cfg.num_attention_heads * cfg.head_dim * args.seq * tokens / 2  # causal
@@ -90,25 +96,52 @@ def bench_update(args):
              mfu=round(mfu, 4) if mfu else None)
 
 
+def phase_split(step, device, iters=3):
+    """Wall time of each phase of a step, the device synchronised at each boundary, against the device time of
+    the same phases: where wall >> device the phase is bound by the host (launches, FSDP/DTensor bookkeeping)."""
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    wall = {}
+    for _ in range(iters):
+        sync()
+        t = [time.perf_counter()]
+
+        def mark(phase):
+            sync()
+            wall[phase] = wall.get(phase, 0.0) + (time.perf_counter() - t[0]) / iters
+            t[0] = time.perf_counter()
+        step(mark)
+    line = ", ".join(f"{k} {v * 1e3:.1f}" for k, v in wall.items())
+    print(f"phases of one step, synchronised at each boundary (ms): {line}; sum {sum(wall.values()) * 1e3:.1f}")
+    if tdist.is_main():
+        emit("update phases", **{f"{k}_ms": round(v * 1e3, 2) for k, v in wall.items()})
+
+
 def profile_step(step, device, top=12):
-    """One more step under torch.profiler: the kernels that bound it, by device time (what a missed MFU target
-    needs next to the number)."""
+    """One more step under torch.profiler: the kernels that bound it (device time of the kernels alone, so no
+    time is counted twice under the operator that launched it), and how busy the device was over the step's wall
+    time (busy << wall: the host, not the kernels, bounds the step). What a missed MFU target needs next to it."""
+    from torch.autograd import DeviceType
     from torch.profiler import ProfilerActivity, profile
-    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    cuda = device.type == "cuda"
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
     with profile(activities=acts) as prof:
+        t = time.perf_counter()
         step()
-        if device.type == "cuda":
+        if cuda:
             torch.cuda.synchronize()
-    key = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
-    events = sorted(prof.key_averages(), key=lambda e: -getattr(e, key))
-    total = sum(getattr(e, key) for e in events) or 1
-    rows = [dict(name=e.key[:90], ms=round(getattr(e, key) / 1e3, 3), share=round(getattr(e, key) / total, 4),
+        wall = (time.perf_counter() - t) * 1e3
+    key = "self_device_time_total" if cuda else "self_cpu_time_total"
+    events = [e for e in prof.key_averages() if not cuda or e.device_type == DeviceType.CUDA]
+    events.sort(key=lambda e: -getattr(e, key))
+    busy = sum(getattr(e, key) for e in events) / 1e3 or 1e-9
+    rows = [dict(name=e.key[:90], ms=round(getattr(e, key) / 1e3, 3), share=round(getattr(e, key) / 1e3 / busy, 4),
                  calls=e.count) for e in events[:top]]
-    print(f"profile of one step, top {top} by {key} (total {total / 1e3:.1f} ms):")
+    print(f"profile of one step: {'kernels' if cuda else 'operators'} busy {busy:.1f} ms of {wall:.1f} ms wall "
+          f"(profiled); top {top}:")
     for r in rows:
         print(f"  {r['share']:6.1%} {r['ms']:9.2f} ms  x{r['calls']:<5} {r['name']}")
     if tdist.is_main():
-        emit("update profile", total_ms=round(total / 1e3, 2), top=rows)
+        emit("update profile", total_ms=round(busy, 2), wall_ms=round(wall, 2), top=rows)
 
 
 def bench_tokenizer(path, records):

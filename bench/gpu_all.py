@@ -186,7 +186,10 @@ def _figure(r) -> str:
             s += f"; HF {r['hf_tok_per_s']:,} tok/s here -> **{r['speedup_vs_hf']}x**"
         return s
     if n == "update profile":
-        return "; ".join(f"{t['share']:.0%} {t['name'][:40]}" for t in r["top"][:4]).replace("|", "/")
+        busy = f"kernels busy {r['total_ms']} of {r['wall_ms']} ms; " if "wall_ms" in r else ""
+        return busy + "; ".join(f"{t['share']:.0%} {t['name'][:40]}" for t in r["top"][:4]).replace("|", "/")
+    if n == "update phases":
+        return ", ".join(f"{k[:-3]} {v} ms" for k, v in r.items() if k.endswith("_ms"))
     if n.startswith("update"):
         return f"{r['ms_per_step']} ms/step, {r['tflops']} TFLOP/s" + (f", **MFU {r['mfu']:.1%}**" if r["mfu"] else "")
     if n.startswith("grpo"):

@@ -388,3 +388,26 @@ def test_shard_granularity_rule():
     with torch.device("meta"):
         assert shard_per_block(Transformer(ModelConfig.from_dict(qwen05)))
         assert not shard_per_block(Transformer(ModelConfig.from_dict(demo)))
+
+
+def test_lr_schedule_warmup_then_decay_to_zero_over_all_updates():
+    """Warm-up over optimizer updates, then constant (Tool-N1) or a linear/cosine decay that reaches 0 just after
+    the last update (10 updates here: 5 steps x 2, batch 8 and mini-batch 4)."""
+    from train import TrainConfig, lr_lambda
+    f = {d: lr_lambda(TrainConfig(batch_size=8, mini_batch_size=4, warmup_steps=2, lr_decay=d), max_steps=5)
+         for d in ("none", "linear", "cosine")}
+    assert [f["none"](u) for u in range(10)] == [0.5] + [1.0] * 9
+    assert [f["linear"](u) for u in (0, 1, 2, 6, 9, 10)] == pytest.approx([0.5, 1.0, 1.0, 0.5, 0.125, 0.0])
+    assert [f["cosine"](u) for u in (2, 4, 6, 10, 11)] == pytest.approx([1.0, 0.8536, 0.5, 0.0, 0.0], abs=1e-4)
+
+
+def test_demo_splits_are_disjoint(tmp_path):
+    """The demo's settings are chosen on valid.jsonl; test.jsonl, the split the README reports, shares no prompt
+    with it or with train.jsonl."""
+    from tooln1_min.data import load_records
+    cfg = DemoConfig(**{**QUICK, "n_records": 400, "eval_records": 30}, out=str(tmp_path))
+    data = make_data(cfg, "k")
+    parts = {p: load_records(os.path.join(data, f"{p}.jsonl")) for p in ("train", "valid", "test")}
+    assert len(parts["valid"]) == len(parts["test"]) == 30 and len(parts["train"]) >= 300
+    keys = {p: {json.dumps([r["messages"], r["tools"]], sort_keys=True) for r in rs} for p, rs in parts.items()}
+    assert not keys["train"] & keys["valid"] and not keys["train"] & keys["test"] and not keys["valid"] & keys["test"]
