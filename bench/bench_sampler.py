@@ -20,7 +20,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from tooln1_min.model import ModelConfig, Transformer  # noqa: E402
 from tooln1_min import sampler  # noqa: E402
 from tooln1_min.sampler import generate  # noqa: E402
-from results import emit  # noqa: E402
+from results import emit, profile  # noqa: E402
 
 SHAPES = {  # Qwen2.5 config.json values ("tiny": the CPU rehearsal's toy size, bench/gpu_all.sh --smoke)
     "tiny": dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
@@ -76,6 +76,7 @@ def main():
     p.add_argument("--temperature", type=float, default=0.7)
     p.add_argument("--no-compile", action="store_true")
     p.add_argument("--hf", action="store_true", help="also time transformers' generate (same weights)")
+    p.add_argument("--profile", action="store_true", help="then profile 16 steps of the last run (top kernels)")
     args = p.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
@@ -98,7 +99,10 @@ def main():
     hf = build_hf(model, cfg, device, dtype) if args.hf else None
     print(f"models built in {time.perf_counter() - t0:.1f} s", flush=True)
     for n in args.n:
-        run_one(args, model, cfg, prompts, n, device, bw, hf)
+        kw = run_one(args, model, cfg, prompts, n, device, bw, hf)
+    if args.profile:  # what bounds a decode step: the sampling's vocabulary-wide ops, attention, the matmuls?
+        profile(lambda: generate(model, prompts, **{**kw, "max_new_tokens": 16}), device,
+                f"sampler profile {args.size} x{len(prompts) * args.n[-1]} (16 steps)")
 
 
 def run_one(args, model, cfg, prompts, n, device, bw, hf):
@@ -115,20 +119,26 @@ def run_one(args, model, cfg, prompts, n, device, bw, hf):
     graphs = sampler._GraphedStep.captured - graphs[0], sampler._GraphedStep.replayed - graphs[1]
     tokens = sum(len(s.token_ids) for g_ in out for s in g_)
     step_ms = secs / args.new * 1e3
+    # The same call stopped after its first token: prefill (+ one sample). The rest is the decode steps alone,
+    # the figure the HBM roofline describes (prefill is compute-bound and spread over the steps above).
+    _, prefill = timed(lambda: generate(model, prompts, **{**kw, "max_new_tokens": 1}), device)
+    decode_ms = max(secs - prefill, 0.0) / max(args.new - 1, 1) * 1e3
     print(f"tooln1-min  {label} seqs, prompt {args.prompt_len}, new {args.new}: "
-          f"{tokens / secs:,.0f} tok/s, {step_ms:.2f} ms/step (prefill included); "
-          f"CUDA graphs captured {graphs[0]}, replayed {graphs[1]} times")
+          f"{tokens / secs:,.0f} tok/s, {step_ms:.2f} ms/step (prefill included; prefill {prefill * 1e3:.0f} ms, "
+          f"then {decode_ms:.2f} ms per decode step); CUDA graphs captured {graphs[0]}, replayed {graphs[1]} times")
     fig = dict(size=args.size, rows=rows, prompt_len=args.prompt_len, new=args.new, tok_per_s=round(tokens / secs),
-               ms_per_step=round(step_ms, 3), graphs_captured=graphs[0], graphs_replayed=graphs[1],
-               compiled=kw["compile"])
+               ms_per_step=round(step_ms, 3), prefill_ms=round(prefill * 1e3, 1), decode_ms=round(decode_ms, 3),
+               graphs_captured=graphs[0], graphs_replayed=graphs[1], compiled=kw["compile"])
     if bw:
         weights = sum(p_.numel() * p_.element_size() for p_ in model.parameters())
         kv = 2 * cfg.num_hidden_layers * rows * cfg.num_key_value_heads * cfg.head_dim * 2 * \
             (args.prompt_len + args.new / 2)
         roof_ms = (weights + kv) / bw * 1e3
         print(f"  HBM roofline {roof_ms:.2f} ms/step (weights {weights / 1e9:.2f} GB + mean KV {kv / 1e9:.2f} GB at "
-              f"{bw / 1e12:.2f} TB/s copy bandwidth): {roof_ms / step_ms:.0%} of roofline")
-        fig.update(roofline_ms=round(roof_ms, 3), roofline_frac=round(roof_ms / step_ms, 3))
+              f"{bw / 1e12:.2f} TB/s copy bandwidth): a decode step is {decode_ms / roof_ms:.1f}x it "
+              f"({roof_ms / step_ms:.0%} of roofline with prefill spread over the steps)")
+        fig.update(roofline_ms=round(roof_ms, 3), roofline_frac=round(roof_ms / step_ms, 3),
+                   decode_vs_roofline=round(decode_ms / roof_ms, 2))
     if hf is not None:
         ids = torch.tensor(prompts, device=device).repeat_interleave(n, 0)
         gen = dict(do_sample=True, temperature=args.temperature, top_p=1.0, top_k=0, max_new_tokens=args.new,
@@ -144,6 +154,7 @@ def run_one(args, model, cfg, prompts, n, device, bw, hf):
         emit(f"sampler {label}", "failed", reason="torch.compile of the decode step failed: eager figures", **fig)
     else:
         emit(f"sampler {label}", **fig)
+    return kw
 
 
 def build_hf(model, cfg, device, dtype):

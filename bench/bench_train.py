@@ -24,7 +24,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "bench"))
 from bench_sampler import qwen_config  # noqa: E402
-from results import emit  # noqa: E402
+from results import emit, profile  # noqa: E402
 from tooln1_min import dist as tdist  # noqa: E402
 from train import adamw_impl  # noqa: E402
 
@@ -79,7 +79,7 @@ def bench_update(args):
     secs = (time.perf_counter() - t) / args.iters
     if args.profile:
         phase_split(step, device)
-        profile_step(step, device)
+        profile(step, device, "update profile", record=tdist.is_main())
     tokens = args.batch * args.seq
     attn = 12 * cfg.num_hidden_layers * cfg.num_attention_heads * cfg.head_dim * args.seq * tokens / 2  # causal
     flops = 6 * n_params * tokens + attn
@@ -114,34 +114,6 @@ def phase_split(step, device, iters=3):
     print(f"phases of one step, synchronised at each boundary (ms): {line}; sum {sum(wall.values()) * 1e3:.1f}")
     if tdist.is_main():
         emit("update phases", **{f"{k}_ms": round(v * 1e3, 2) for k, v in wall.items()})
-
-
-def profile_step(step, device, top=12):
-    """One more step under torch.profiler: the kernels that bound it (device time of the kernels alone, so no
-    time is counted twice under the operator that launched it), and how busy the device was over the step's wall
-    time (busy << wall: the host, not the kernels, bounds the step). What a missed MFU target needs next to it."""
-    from torch.autograd import DeviceType
-    from torch.profiler import ProfilerActivity, profile
-    cuda = device.type == "cuda"
-    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
-    with profile(activities=acts) as prof:
-        t = time.perf_counter()
-        step()
-        if cuda:
-            torch.cuda.synchronize()
-        wall = (time.perf_counter() - t) * 1e3
-    key = "self_device_time_total" if cuda else "self_cpu_time_total"
-    events = [e for e in prof.key_averages() if not cuda or e.device_type == DeviceType.CUDA]
-    events.sort(key=lambda e: -getattr(e, key))
-    busy = sum(getattr(e, key) for e in events) / 1e3 or 1e-9
-    rows = [dict(name=e.key[:90], ms=round(getattr(e, key) / 1e3, 3), share=round(getattr(e, key) / 1e3 / busy, 4),
-                 calls=e.count) for e in events[:top]]
-    print(f"profile of one step: {'kernels' if cuda else 'operators'} busy {busy:.1f} ms of {wall:.1f} ms wall "
-          f"(profiled); top {top}:")
-    for r in rows:
-        print(f"  {r['share']:6.1%} {r['ms']:9.2f} ms  x{r['calls']:<5} {r['name']}")
-    if tdist.is_main():
-        emit("update profile", total_ms=round(busy, 2), wall_ms=round(wall, 2), top=rows)
 
 
 def bench_tokenizer(path, records):

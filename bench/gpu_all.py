@@ -25,7 +25,7 @@ PY = sys.executable
 REFERENCE = {
     "sampler 0.5b x320": ("HF generate 4,939 tok/s", "tok/s >= 20x HF (same run)"),
     "sampler 0.5b x64": ("HF generate 1,070 tok/s", ""),
-    "sampler 7b x64": ("HF generate 910 tok/s", "step within 2x of the HBM roofline"),
+    "sampler 7b x64": ("HF generate 910 tok/s", "decode step within 2x of the HBM roofline"),
     "update 1.5b": ("HF fwd+bwd+AdamW 25% MFU", ">= 40% MFU"),
     "update 1.5b compiled": ("HF fwd+bwd+AdamW 25% MFU", ">= 40% MFU"),
     "grpo step": ("TRL 1.16 GRPOTrainer 13.5 s", "<= 1.35 s (10x TRL)"),
@@ -44,7 +44,8 @@ def jobs(smoke: bool, tokenizer: str):
             ("correctness", "parity tiny", 10, 90, [PY, f"{b}/parity.py", "--size", "tiny", "--device", "cpu"]),
             ("correctness", "tests/test_gpu.py", 10, 90, test_gpu + ["-k", "not (train_py and compile)"]),
             ("sampler", "sampler tiny", 10, 90, [PY, f"{b}/bench_sampler.py", "--size", "tiny", "--prompts", "4",
-                                                 "--n", "2", "1", "--prompt-len", "16", "--new", "8", "--hf"]),
+                                                 "--n", "2", "1", "--prompt-len", "16", "--new", "8", "--hf",
+                                                 "--profile"]),
             ("update", "update tiny", 10, 90, [PY, f"{b}/bench_train.py", "update", "--size", "tiny", "--batch", "2",
                                                "--seq", "64", "--iters", "2", "--profile"]),
             ("update", "update tiny compiled", 0, 0, "not rehearsed on CPU (minutes of C++ compilation)"),
@@ -57,7 +58,8 @@ def jobs(smoke: bool, tokenizer: str):
         ("correctness", "parity 0.5b", 30, 120, [PY, f"{b}/parity.py", "--size", "0.5b"]),
         ("correctness", "tests/test_gpu.py", 80, 200, test_gpu + ["-k", "not parity and not (train_py and compile)"]),
         ("sampler", "sampler 0.5b", 135, 240, [PY, f"{b}/bench_sampler.py", "--size", "0.5b", "--prompts", "64",
-                                               "--n", "5", "1", "--prompt-len", "256", "--new", "256", "--hf"]),
+                                               "--n", "5", "1", "--prompt-len", "256", "--new", "256", "--hf",
+                                               "--profile"]),
         ("sampler", "sampler 7b", 120, 180, [PY, f"{b}/bench_sampler.py", "--size", "7b", "--prompts", "64",
                                             "--n", "1", "--prompt-len", "256", "--new", "128", "--hf"]),
         ("update", "update 1.5b", 25, 120, [PY, f"{b}/bench_train.py", "update", "--size", "1.5b", "--batch", "4",
@@ -178,14 +180,18 @@ def _figure(r) -> str:
     if r["status"] != "ok":
         return r.get("reason", "")[:120].replace("|", "/")
     n = r["name"]
-    if n.startswith("sampler"):
+    if n.startswith("sampler") and "tok_per_s" in r:
         s = f"{r['tok_per_s']:,} tok/s, {r['ms_per_step']} ms/step, graphs {r['graphs_captured']}/{r['graphs_replayed']}"
+        if "decode_ms" in r:
+            s += f" (a decode step {r['decode_ms']} ms after a {r['prefill_ms']:.0f} ms prefill)"
         if "roofline_frac" in r:
             s += f", {r['roofline_frac']:.0%} of roofline ({r['roofline_ms']} ms)"
+        if "decode_vs_roofline" in r:
+            s += f", decode step {r['decode_vs_roofline']}x roofline"
         if "hf_tok_per_s" in r:
             s += f"; HF {r['hf_tok_per_s']:,} tok/s here -> **{r['speedup_vs_hf']}x**"
         return s
-    if n == "update profile":
+    if n == "update profile" or n.startswith("sampler profile"):
         busy = f"kernels busy {r['total_ms']} of {r['wall_ms']} ms; " if "wall_ms" in r else ""
         return busy + "; ".join(f"{t['share']:.0%} {t['name'][:40]}" for t in r["top"][:4]).replace("|", "/")
     if n == "update phases":

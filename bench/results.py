@@ -5,6 +5,8 @@ import json
 import os
 import time
 
+import torch
+
 
 def emit(name: str, status: str = "ok", **fields) -> dict:
     if status not in ("ok", "failed", "skipped"):
@@ -19,3 +21,33 @@ def emit(name: str, status: str = "ok", **fields) -> dict:
             os.fsync(f.fileno())
     print("[result] " + json.dumps(rec), flush=True)
     return rec
+
+
+def profile(fn, device, name: str, top: int = 12, record: bool = True) -> dict | None:
+    """fn() once under torch.profiler: the kernels that bound it (the device time of the kernels alone, so no time
+    is counted twice under the operator that launched it; operators' CPU time on CPU) and how busy the device was
+    over the wall time (busy << wall: the host, not the kernels, bounds it). Recorded as `name` when `record` (every
+    rank of a distributed step runs fn; one records)."""
+    from torch.autograd import DeviceType
+    from torch.profiler import ProfilerActivity, profile as run_profiled
+    cuda = device.type == "cuda"
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    with run_profiled(activities=acts) as prof:
+        t = time.perf_counter()
+        fn()
+        if cuda:
+            torch.cuda.synchronize()
+        wall = (time.perf_counter() - t) * 1e3
+    key = "self_device_time_total" if cuda else "self_cpu_time_total"
+    events = [e for e in prof.key_averages() if not cuda or e.device_type == DeviceType.CUDA]
+    events.sort(key=lambda e: -getattr(e, key))
+    busy = sum(getattr(e, key) for e in events) / 1e3 or 1e-9
+    rows = [dict(name=e.key[:90], ms=round(getattr(e, key) / 1e3, 3), share=round(getattr(e, key) / 1e3 / busy, 4),
+                 calls=e.count) for e in events[:top]]
+    if not record:
+        return None
+    print(f"{name}: {'kernels' if cuda else 'operators'} busy {busy:.1f} ms of {wall:.1f} ms wall (profiled); "
+          f"top {top}:")
+    for r in rows:
+        print(f"  {r['share']:6.1%} {r['ms']:9.2f} ms  x{r['calls']:<5} {r['name']}")
+    return emit(name, total_ms=round(busy, 2), wall_ms=round(wall, 2), top=rows)
