@@ -411,3 +411,11 @@ def test_demo_splits_are_disjoint(tmp_path):
     assert len(parts["valid"]) == len(parts["test"]) == 30 and len(parts["train"]) >= 300
     keys = {p: {json.dumps([r["messages"], r["tools"]], sort_keys=True) for r in rs} for p, rs in parts.items()}
     assert not keys["train"] & keys["valid"] and not keys["train"] & keys["test"] and not keys["valid"] & keys["test"]
+    # train and test are the plain 90/10 split of the first n_records: adding valid changed neither
+    from tooln1_min.data import split_records
+    from tooln1_min.synthetic import synthetic_records
+    tools = [t for t in cfg.tools.split(",") if t]
+    first = synthetic_records(400, seed=cfg.seed, max_tools=cfg.max_tools, p_parallel=cfg.p_parallel,
+                              p_multiple=cfg.p_multiple, p_no_call=cfg.p_no_call, tools=tools)
+    train, test = split_records(first, test_frac=cfg.test_frac, seed=cfg.seed)
+    assert parts["train"] == train and parts["test"] == test[:30]

@@ -118,7 +118,7 @@ def shuffle_records(records, seed: int) -> list:
     return out
 
 
-def _split_group(record):
+def split_group(record):
     """Records that must land on the same side of a split: the turns of one ToolACE dialogue (they share an id
     prefix), and records with the same prompt (messages and tools), so a test prompt is never a training prompt."""
     rid = record.get("id")
@@ -135,7 +135,7 @@ def split_records(records, test_frac: float = 0.1, seed: int = 0) -> tuple[list[
         raise ValueError(f"test_frac must be in [0, 1], got {test_frac}")
     groups: dict = {}
     for i, r in enumerate(records):
-        groups.setdefault(_split_group(r), []).append(i)
+        groups.setdefault(split_group(r), []).append(i)
     members = list(groups.values())
     order = list(range(len(members)))
     random.Random(seed).shuffle(order)

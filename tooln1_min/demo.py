@@ -22,7 +22,7 @@ import torch
 
 from . import dist as tdist
 from .dist import log
-from .data import CASES, render_prompt, render_target, save_records, split_records
+from .data import CASES, render_prompt, render_target, save_records, split_group, split_records
 from .synthetic import synthetic_records
 from .model import ModelConfig, Transformer
 from .tokenizer import CHATML_TEMPLATE, train_tokenizer
@@ -50,9 +50,12 @@ class DemoConfig:
     layers: int = 4
     heads: int = 2                    # head dim 48: at head dim 24 copying values from the query emerged later
     kv_heads: int = 1
+    rope_theta: float = 1e6           # Qwen2.5's
+    init_std: float = 0.02            # 0.08 learns to copy for more seeds but lands lower (README)
     sft_steps: int = 3000             # small batches, many steps: copying values emerges after ~2000
     sft_batch: int = 8
     sft_lr: float = 3e-3
+    sft_lr_decay: str = "none"        # constant: cosine over 1500 steps stopped short of copying (README)
     grpo_steps: int = 300
     grpo_batch: int = 32              # 32 x 8 samples beat 8 x 16, 16 x 8, 16 x 16 and 64 x 4 (README)
     grpo_n: int = 8
@@ -89,12 +92,20 @@ def make_data(cfg: DemoConfig, key: str):
         return path
     os.makedirs(path, exist_ok=True)
     tools = [t.strip() for t in cfg.tools.split(",") if t.strip()] or None
-    records = synthetic_records(cfg.n_records, seed=cfg.seed, max_tools=cfg.max_tools, p_parallel=cfg.p_parallel,
-                                p_multiple=cfg.p_multiple, p_no_call=cfg.p_no_call, tools=tools)
-    train, test = split_records(records, test_frac=cfg.test_frac, seed=cfg.seed)
+    # Three disjoint splits. train / test as the demo always made them (the table the README reports is scored on
+    # test, once per configuration); valid, on which the demo's settings are chosen, from records generated past
+    # n_records (the generator is sequential: the first n_records are the same), minus any prompt in the others.
+    records = synthetic_records(cfg.n_records + 2 * cfg.eval_records, seed=cfg.seed, max_tools=cfg.max_tools,
+                                p_parallel=cfg.p_parallel, p_multiple=cfg.p_multiple, p_no_call=cfg.p_no_call,
+                                tools=tools)
+    train, test = split_records(records[:cfg.n_records], test_frac=cfg.test_frac, seed=cfg.seed)
+    seen = {split_group(r) for r in train + test}
+    valid = [r for r in records[cfg.n_records:] if split_group(r) not in seen][:cfg.eval_records]
     save_records(train, os.path.join(path, "train.jsonl"))
+    save_records(valid, os.path.join(path, "valid.jsonl"))
     save_records(test[:cfg.eval_records], os.path.join(path, "test.jsonl"))
-    print(f"[demo] data: {len(train)} train / {min(len(test), cfg.eval_records)} held-out records -> {path}")
+    print(f"[demo] data: {len(train)} train / {len(valid)} validation / {len(test[:cfg.eval_records])} held-out "
+          f"test records -> {path}")
     _stamp(path, key)
     return path
 
@@ -134,10 +145,10 @@ def make_base(cfg: DemoConfig, data_dir: str, key: str):
     config = ModelConfig.from_dict(dict(
         architectures=["Qwen2ForCausalLM"], model_type="qwen2", vocab_size=vocab, hidden_size=cfg.hidden,
         intermediate_size=cfg.hidden * 8 // 3 // 8 * 8, num_hidden_layers=cfg.layers,
-        num_attention_heads=cfg.heads, num_key_value_heads=cfg.kv_heads, rms_norm_eps=1e-6, rope_theta=1e6,
+        num_attention_heads=cfg.heads, num_key_value_heads=cfg.kv_heads, rms_norm_eps=1e-6, rope_theta=cfg.rope_theta,
         tie_word_embeddings=True, max_position_embeddings=2048, hidden_act="silu",
         bos_token_id=tok.pad_token_id, eos_token_id=tok.stop_token_ids[0]))
-    model = Transformer(config).init_weights(std=0.02, seed=cfg.seed)
+    model = Transformer(config).init_weights(std=cfg.init_std, seed=cfg.seed)
     model.save_pretrained(path)
     tok.save_pretrained(path)
     print(f"[demo] base: tokenizer {tok.vocab_size} ids, model {model.num_params() / 1e6:.2f}M params -> {path}")
@@ -198,8 +209,8 @@ def run_demo(argv, train_fn):
     settings = asdict(cfg)
     k_data = _stage_key("data", {k: settings[k] for k in ("seed", "n_records", "tools", "max_tools", "p_parallel",
                                                           "p_multiple", "p_no_call", "test_frac", "eval_records")})
-    k_base = _stage_key("base", {k: settings[k] for k in ("seed", "vocab", "hidden", "layers", "heads", "kv_heads")},
-                        [k_data])
+    k_base = _stage_key("base", {k: settings[k] for k in ("seed", "vocab", "hidden", "layers", "heads", "kv_heads",
+                                                          "rope_theta", "init_std")}, [k_data])
     if tdist.is_main():
         os.makedirs(cfg.out, exist_ok=True)
         data_dir = make_data(cfg, k_data)
@@ -212,10 +223,11 @@ def run_demo(argv, train_fn):
     common = dict(data=os.path.join(data_dir, "train.jsonl"), eval_data=os.path.join(data_dir, "test.jsonl"),
                   seed=cfg.seed, max_new_tokens=cfg.max_new_tokens, eval_max_new_tokens=cfg.max_new_tokens,
                   max_prompt_len=1024, micro_batch_tokens=8192, save_every=10**9, weight_decay=0.0)
-    k_sft = _stage_key("sft", {k: settings[k] for k in ("sft_steps", "sft_batch", "sft_lr")}, [k_base])
+    k_sft = _stage_key("sft", {k: settings[k] for k in ("sft_steps", "sft_batch", "sft_lr", "sft_lr_decay")},
+                       [k_base])
     sft_cfg = dict(model=base, out=os.path.join(cfg.out, "sft"), algo="sft", batch_size=cfg.sft_batch,
-                   mini_batch_size=cfg.sft_batch, lr=cfg.sft_lr, adam_beta2=0.95, warmup_steps=5,
-                   max_steps=cfg.sft_steps, log_every=25, **{**common, "eval_data": ""})
+                   mini_batch_size=cfg.sft_batch, lr=cfg.sft_lr, lr_decay=cfg.sft_lr_decay, adam_beta2=0.95,
+                   warmup_steps=5, max_steps=cfg.sft_steps, log_every=25, **{**common, "eval_data": ""})
     log(f"[demo] SFT warm start: {cfg.sft_steps} steps of {cfg.sft_batch} records")
     sft_hf, _ = run_stage(cfg, "sft", k_sft, sft_cfg, train_fn)
     if args["stage"] == "sft":
