@@ -64,6 +64,9 @@ def timed(fn, device):
     return out, time.perf_counter() - t
 
 
+QWEN_TOKENIZER_IDS = 151665
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--size", choices=sorted(SHAPES), default="0.5b")
@@ -108,7 +111,10 @@ def main():
 def run_one(args, model, cfg, prompts, n, device, bw, hf):
     rows = args.prompts * n
     label = f"{args.size} x{rows}"
+    # vocab_limit: Qwen2.5's tokenizer size, as a rollout passes it (never a padding id). With the step settings of
+    # train.py's rollout, the grpo job may find this job's kernels in inductor's on-disk cache (not yet measured).
     kw = dict(n=n, max_new_tokens=args.new, temperature=args.temperature, ignore_stop=True,
+              vocab_limit=min(QWEN_TOKENIZER_IDS, cfg.vocab_size),
               max_batch_size=rows, compile=not args.no_compile and device.type == "cuda", seed=0)
     t0 = time.perf_counter()
     generate(model, prompts[:max(1, 8 // n)], **{**kw, "max_new_tokens": 16})  # warm-up / compile
