@@ -310,7 +310,8 @@ def load_models(cfg, mconf, device, need_ref):
 
 
 def adamw_impl(device) -> dict:
-    """AdamW's implementation: fused on CUDA, foreach elsewhere (the CPU's fused kernel is no faster at this size)."""
+    """AdamW's implementation: fused on CUDA (one kernel pass over the parameters instead of a dozen foreach
+    passes; DTensor parameters support it), foreach elsewhere, as before."""
     return dict(fused=True) if device.type == "cuda" else dict(foreach=True)
 
 
@@ -362,7 +363,6 @@ def train(cfg: TrainConfig):
         f"device {device.type}")
 
     policy, ref, sampler_model = load_models(cfg, mconf, device, need_ref=cfg.algo == "grpo" and cfg.kl_coef > 0)
-    # fused on CUDA: one kernel pass over the parameters instead of a dozen foreach passes (DTensor supports it)
     optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
                                   betas=(0.9, cfg.adam_beta2), **adamw_impl(device))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg, max_steps))

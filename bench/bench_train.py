@@ -97,8 +97,8 @@ def bench_update(args):
 
 
 def phase_split(step, device, iters=3):
-    """Wall time of each phase of a step, the device synchronised at each boundary, against the device time of
-    the same phases: where wall >> device the phase is bound by the host (launches, FSDP/DTensor bookkeeping)."""
+    """Wall time of each phase of a step (forward, backward, clip, AdamW), the device synchronised at each boundary
+    so every phase's kernels are counted in it; with the profile's busy-vs-wall it shows which phase to work on."""
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     wall = {}
     for _ in range(iters):

@@ -28,6 +28,9 @@ def profile(fn, device, name: str, top: int = 12, record: bool = True) -> dict |
     is counted twice under the operator that launched it; operators' CPU time on CPU) and how busy the device was
     over the wall time (busy << wall: the host, not the kernels, bounds it). Recorded as `name` when `record` (every
     rank of a distributed step runs fn; one records)."""
+    if not record:
+        fn()
+        return None
     from torch.autograd import DeviceType
     from torch.profiler import ProfilerActivity, profile as run_profiled
     cuda = device.type == "cuda"
@@ -44,8 +47,6 @@ def profile(fn, device, name: str, top: int = 12, record: bool = True) -> dict |
     busy = sum(getattr(e, key) for e in events) / 1e3 or 1e-9
     rows = [dict(name=e.key[:90], ms=round(getattr(e, key) / 1e3, 3), share=round(getattr(e, key) / 1e3 / busy, 4),
                  calls=e.count) for e in events[:top]]
-    if not record:
-        return None
     print(f"{name}: {'kernels' if cuda else 'operators'} busy {busy:.1f} ms of {wall:.1f} ms wall (profiled); "
           f"top {top}:")
     for r in rows:
