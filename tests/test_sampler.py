@@ -208,14 +208,16 @@ def test_keep_rows_compacts_in_place():
 
 
 @needs_cxx
-def test_compiled_decode_step_equals_eager_and_compiles_once(model):
-    """The compile=True path (CUDA graphs on GPU; plain Inductor here) gives the eager tokens and logprobs, and
-    varying batch sizes, cache lengths and compaction reuse one compiled graph (plus one for a single row): with
-    static shapes every new one would recompile until torch's limit, then silently run eagerly."""
+def test_compiled_decode_step_equals_eager_and_compiles_once():
+    """The compile=True path (CUDA graphs on GPU; plain Inductor here) gives the eager tokens and logprobs; one
+    compiled block serves every layer, and varying batch sizes, cache lengths and compaction reuse the compiled
+    block and sampling (plus one variant each for a single row): with static shapes every new one would recompile
+    until torch's limit, then silently run eagerly."""
     import torch._dynamo
     from torch._dynamo.utils import counters
 
     from tooln1_min import sampler
+    model = make_model({**TINY, "num_hidden_layers": 5}, seed=1, std=0.3).eval()
     torch._dynamo.reset()
     counters.clear()
     sampler._COMPILED = None
@@ -230,7 +232,8 @@ def test_compiled_decode_step_equals_eager_and_compiles_once(model):
                     assert x.token_ids == y.token_ids and x.finish_reason == y.finish_reason
                     assert max((abs(p - q) for p, q in zip(x.logprobs, y.logprobs)), default=0) <= 1e-5
         assert sampler._COMPILED is not sampler._decode_step, "compilation failed and fell back to eager"
-        assert 1 <= counters["stats"]["unique_graphs"] <= 2, dict(counters["stats"])
+        # the block and the sampling, each at most twice (one row): a graph per layer would be 5 on its own
+        assert 2 <= counters["stats"]["unique_graphs"] <= 4, dict(counters["stats"])
     finally:
         sampler._COMPILED = None
         torch._dynamo.reset()

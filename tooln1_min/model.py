@@ -263,7 +263,8 @@ class Transformer(nn.Module):
             self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
 
     def forward(self, input_ids, position_ids=None, attention_mask=None, cache: KVCache | None = None,
-                cache_rows=None, logits_at=None, targets=None, temperature=1.0, vocab_limit=None, entropy=False):
+                cache_rows=None, logits_at=None, targets=None, temperature=1.0, vocab_limit=None, entropy=False,
+                block_fn=None):
         """input_ids (B, T). attention_mask (B, T), 1 = real token, for padded batches (left or right); or a boolean
         (B, T, T), True where query i may attend key j (e.g. several completions sharing one prompt in a row).
         position_ids (B, T): default arange, or cumsum(attention_mask) - 1 when a 2-D mask is given. Packed rows
@@ -276,6 +277,8 @@ class Transformer(nn.Module):
         targets (B, K) with logits_at: return instead the fp32 log-probabilities (B, K) of those next tokens under
         softmax(logits / temperature) over ids < vocab_limit, plus the entropy (B, K) when entropy=True: the trainer's
         view, computed by head_logprobs without ever holding all K positions' logits (see there).
+        block_fn: call each block as block_fn(block, x, cos, sin, mask, kv, cache_rows, index) instead of block(...)
+        (the sampler passes one torch.compile'd call: a single compiled graph then serves every layer).
         """
         B, T = input_ids.shape
         if position_ids is None:
@@ -300,7 +303,8 @@ class Transformer(nn.Module):
                 mask = torch.zeros(mask.shape, dtype=x.dtype, device=x.device).masked_fill_(~mask, float("-inf"))
         for i, layer in enumerate(self.model.layers):
             kv = (cache.k[i], cache.v[i]) if cache is not None else None
-            x = layer(x, cos, sin, mask, kv, cache_rows, index)
+            x = block_fn(layer, x, cos, sin, mask, kv, cache_rows, index) if block_fn else \
+                layer(x, cos, sin, mask, kv, cache_rows, index)
         if logits_at is not None:
             at = logits_at if logits_at.dim() == 2 else logits_at[:, None]
             x = x.gather(1, at[..., None].expand(-1, -1, x.shape[-1]))
