@@ -79,7 +79,7 @@ def main():
     p.add_argument("--temperature", type=float, default=0.7)
     p.add_argument("--no-compile", action="store_true")
     p.add_argument("--hf", action="store_true", help="also time transformers' generate (same weights)")
-    p.add_argument("--profile", action="store_true", help="then profile 16 steps of the last run (top kernels)")
+    p.add_argument("--profile", action="store_true", help="then profile 64 steps of the last run (top kernels)")
     args = p.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
@@ -104,15 +104,16 @@ def main():
     for n in args.n:
         kw = run_one(args, model, cfg, prompts, n, device, bw, hf)
     if args.profile:  # what bounds a decode step: the sampling's vocabulary-wide ops, attention, the matmuls?
-        profile(lambda: generate(model, prompts, **{**kw, "max_new_tokens": 16}), device,
-                f"sampler profile {args.size} x{len(prompts) * args.n[-1]} (16 steps)")
+        # 64 steps, so the replayed steps outweigh the chunk's eager prefill, warm-up and capture
+        profile(lambda: generate(model, prompts, **{**kw, "max_new_tokens": 64}), device,
+                f"sampler profile {args.size} x{len(prompts) * args.n[-1]} (64 steps)")
 
 
 def run_one(args, model, cfg, prompts, n, device, bw, hf):
     rows = args.prompts * n
     label = f"{args.size} x{rows}"
-    # vocab_limit: Qwen2.5's tokenizer size, as a rollout passes it (never a padding id). With the step settings of
-    # train.py's rollout, the grpo job may find this job's kernels in inductor's on-disk cache (not yet measured).
+    # vocab_limit: Qwen2.5's tokenizer size, as a rollout passes it (never a padding id): the step settings of
+    # train.py's rollout, so the grpo job can find this job's kernels in inductor's on-disk cache.
     kw = dict(n=n, max_new_tokens=args.new, temperature=args.temperature, ignore_stop=True,
               vocab_limit=min(QWEN_TOKENIZER_IDS, cfg.vocab_size),
               max_batch_size=rows, compile=not args.no_compile and device.type == "cuda", seed=0)

@@ -98,22 +98,27 @@ def bench_update(args):
 
 def phase_split(step, device, iters=3):
     """Wall time of each phase of a step (forward, backward, clip, AdamW), the device synchronised at each boundary
-    so every phase's kernels are counted in it; with the profile's busy-vs-wall it shows which phase to work on."""
+    so every phase's kernels are counted in it, and the host's share: the time until the phase's last kernel was
+    queued (host ~ wall: the GPU waited for the host, launches and Python bound the phase; host << wall: kernels)."""
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    wall = {}
+    wall, host = {}, {}
     for _ in range(iters):
         sync()
         t = [time.perf_counter()]
 
         def mark(phase):
+            queued = time.perf_counter()
             sync()
-            wall[phase] = wall.get(phase, 0.0) + (time.perf_counter() - t[0]) / iters
+            done = time.perf_counter()
+            host[phase] = host.get(phase, 0.0) + (queued - t[0]) / iters
+            wall[phase] = wall.get(phase, 0.0) + (done - t[0]) / iters
             t[0] = time.perf_counter()
         step(mark)
-    line = ", ".join(f"{k} {v * 1e3:.1f}" for k, v in wall.items())
+    line = ", ".join(f"{k} {v * 1e3:.1f} (host {host[k] * 1e3:.1f})" for k, v in wall.items())
     print(f"phases of one step, synchronised at each boundary (ms): {line}; sum {sum(wall.values()) * 1e3:.1f}")
     if tdist.is_main():
-        emit("update phases", **{f"{k}_ms": round(v * 1e3, 2) for k, v in wall.items()})
+        emit("update phases", **{f"{k}_ms": round(v * 1e3, 2) for k, v in wall.items()},
+             **{f"{k}_host_ms": round(v * 1e3, 2) for k, v in host.items()})
 
 
 def bench_tokenizer(path, records):

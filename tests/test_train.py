@@ -28,12 +28,12 @@ def tiny(tmp_path_factory):
     return base, os.path.join(data, "train.jsonl")
 
 
-def _run(args, nproc=1, timeout=300):
+def _run(args, nproc=1, timeout=300, **env_vars):
     if nproc == 1:
         cmd = [sys.executable, "train.py"]
     else:
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", "train.py"]
-    env = dict(os.environ, OMP_NUM_THREADS="1")
+    env = dict(os.environ, OMP_NUM_THREADS="1", **env_vars)
     res = subprocess.run(cmd + args, cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=env)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     return res.stdout
@@ -55,9 +55,11 @@ def _metrics(out):
 
 
 def test_two_fsdp_ranks_match_one_process(tiny, tmp_path):
+    """Two ranks with one FSDP unit per block (the rule's threshold lowered: the tiny blocks would otherwise make the
+    whole model one unit) give the one-process update, where the whole model is one unit."""
     base, data = tiny
     _run(_grpo_args(base, data, tmp_path / "one"))
-    _run(_grpo_args(base, data, tmp_path / "two"), nproc=2)
+    _run(_grpo_args(base, data, tmp_path / "two"), nproc=2, TOOLN1_BLOCK_UNIT_MIN_PARAMS="0")
     a, b = _weights(tmp_path / "one"), _weights(tmp_path / "two")
     start = load_file(os.path.join(base, "model.safetensors"))
     assert any(not torch.equal(a[k], start[k]) for k in a)  # training moved the weights
@@ -377,8 +379,9 @@ def test_entry_point_demo_or_training():
 
 
 def test_shard_granularity_rule():
-    """One FSDP unit per block for real model sizes; one unit for the whole model when blocks are tiny (the CPU
-    demo), where per-block collectives cost more than they save (same weights either way)."""
+    """One FSDP unit per block for real model sizes over several ranks (or offloaded); one unit for the whole model
+    when blocks are tiny (the CPU demo), where per-block collectives cost more than they save, and on one rank,
+    where nothing is sharded (same weights either way)."""
     from tooln1_min.dist import shard_per_block
     from tooln1_min.model import ModelConfig
     qwen05 = dict(model_type="qwen2", vocab_size=151936, hidden_size=896, intermediate_size=4864,
@@ -386,8 +389,11 @@ def test_shard_granularity_rule():
     demo = dict(qwen05, vocab_size=3008, hidden_size=96, intermediate_size=256, num_hidden_layers=4,
                 num_attention_heads=2, num_key_value_heads=1)
     with torch.device("meta"):
-        assert shard_per_block(Transformer(ModelConfig.from_dict(qwen05)))
-        assert not shard_per_block(Transformer(ModelConfig.from_dict(demo)))
+        qwen, tiny = Transformer(ModelConfig.from_dict(qwen05)), Transformer(ModelConfig.from_dict(demo))
+    assert shard_per_block(qwen, world_size=2) and shard_per_block(qwen, world_size=8)
+    assert shard_per_block(qwen, world_size=1, cpu_offload=True)  # offloaded: one block's weights on the GPU
+    assert not shard_per_block(qwen, world_size=1)
+    assert not shard_per_block(tiny, world_size=2) and not shard_per_block(tiny, world_size=1, cpu_offload=True)
 
 
 def test_lr_schedule_warmup_then_decay_to_zero_over_all_updates():

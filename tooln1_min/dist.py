@@ -106,7 +106,7 @@ def build_sharded(config: ModelConfig, device, param_dtype=None, checkpointing=F
     kw = dict(mp_policy=mp or MixedPrecisionPolicy())
     if cpu_offload:
         kw["offload_policy"] = CPUOffloadPolicy()
-    if shard_per_block(model):
+    if shard_per_block(model, dist.get_world_size() if dist.is_initialized() else 1, cpu_offload):
         for block in model.model.layers:
             fully_shard(block, **kw)
     fully_shard(model, **kw)
@@ -115,14 +115,22 @@ def build_sharded(config: ModelConfig, device, param_dtype=None, checkpointing=F
     return model
 
 
-BLOCK_UNIT_MIN_PARAMS = 2**20
+BLOCK_UNIT_MIN_PARAMS = int(os.environ.get("TOOLN1_BLOCK_UNIT_MIN_PARAMS", 2**20))  # the rule's threshold (tests: 0)
 
 
-def shard_per_block(model) -> bool:
+def shard_per_block(model, world_size: int, cpu_offload: bool = False) -> bool:
     """The shard granularity rule: one FSDP unit per transformer block (gathered just before its forward and
-    backward, freed after) when a block holds >= 1M parameters, as every Qwen2.5 size does (0.5B: 15M per block);
-    below that (the CPU demo's blocks hold 0.1M) the whole model is one unit, gathered once per forward: per-block
-    collectives would cost more in latency than the little memory they save."""
+    backward, freed after) when the weights are sharded over ranks (or offloaded) and a block holds >= 1M
+    parameters, as every Qwen2.5 size does (0.5B: 15M per block). Otherwise the whole model is one unit, gathered
+    once per forward and reduced once per backward:
+    - tiny blocks (the CPU demo's hold 0.1M): per-block collectives would cost more in latency than the little
+      memory they save;
+    - one rank, no offload: nothing is sharded, so per-block units only add two collectives and a round of hooks per
+      block per micro-batch; one unit holds the compute-dtype copy of every weight from forward to backward instead
+      of one block's (2 more bytes per parameter in bf16, beside the 16 that fp32 weights, gradients and AdamW
+      hold anyway)."""
+    if world_size == 1 and not cpu_offload:
+        return False
     return sum(p.numel() for p in model.model.layers[0].parameters()) >= BLOCK_UNIT_MIN_PARAMS
 
 
