@@ -34,7 +34,8 @@ REFERENCE = {
 
 def jobs(smoke: bool, tokenizer: str):
     """(section, name, estimate s, limit s, argv or the reason it is skipped). Estimates: wall seconds measured on
-    an H200 on 2026-11-27, second run (the sampler and grpo jobs each spend 70-90 s compiling the decode step)."""
+    an H200 on 2026-11-27, third run, when the sampler still compiled its whole decode step (70-90 s per process in
+    the sampler, grpo and GPU-test jobs; one block and the sampling are compiled now, seconds on CPU)."""
     b = os.path.join(ROOT, "bench")
     tok = ["--tokenizer", tokenizer] if tokenizer else []
     test_gpu = [PY, "-m", "pytest", os.path.join(ROOT, "tests", "test_gpu.py"), "-rA", "-q", "-p", "no:cacheprovider"]
@@ -55,21 +56,21 @@ def jobs(smoke: bool, tokenizer: str):
         ]
     return [
         ("environment", "versions, device, copy bandwidth", 10, 60, [PY, f"{b}/env_info.py"]),
-        ("correctness", "parity 0.5b", 30, 120, [PY, f"{b}/parity.py", "--size", "0.5b"]),
+        ("correctness", "parity 0.5b", 25, 120, [PY, f"{b}/parity.py", "--size", "0.5b"]),
         ("correctness", "tests/test_gpu.py", 80, 200, test_gpu + ["-k", "not parity and not (train_py and compile)"]),
-        ("sampler", "sampler 0.5b", 135, 240, [PY, f"{b}/bench_sampler.py", "--size", "0.5b", "--prompts", "64",
+        ("sampler", "sampler 0.5b", 125, 240, [PY, f"{b}/bench_sampler.py", "--size", "0.5b", "--prompts", "64",
                                                "--n", "5", "1", "--prompt-len", "256", "--new", "256", "--hf",
                                                "--profile"]),
-        ("sampler", "sampler 7b", 120, 180, [PY, f"{b}/bench_sampler.py", "--size", "7b", "--prompts", "64",
+        ("sampler", "sampler 7b", 105, 180, [PY, f"{b}/bench_sampler.py", "--size", "7b", "--prompts", "64",
                                             "--n", "1", "--prompt-len", "256", "--new", "128", "--hf"]),
-        ("update", "update 1.5b", 25, 120, [PY, f"{b}/bench_train.py", "update", "--size", "1.5b", "--batch", "4",
+        ("update", "update 1.5b", 20, 120, [PY, f"{b}/bench_train.py", "update", "--size", "1.5b", "--batch", "4",
                                             "--seq", "1024", "--profile"]),
-        ("update", "update 1.5b compiled", 55, 180, [PY, f"{b}/bench_train.py", "update", "--size", "1.5b",
+        ("update", "update 1.5b compiled", 40, 180, [PY, f"{b}/bench_train.py", "update", "--size", "1.5b",
                                                      "--batch", "4", "--seq", "1024", "--compile"]),
-        ("grpo", "grpo 0.5b", 135, 240, [PY, f"{b}/bench_train.py", "grpo", "--size", "0.5b", "--prompts", "8",
+        ("grpo", "grpo 0.5b", 100, 240, [PY, f"{b}/bench_train.py", "grpo", "--size", "0.5b", "--prompts", "8",
                                         "--n", "5", "--new", "256", "--steps", "3", *tok]),
-        ("correctness", "tests/test_gpu.py --compile", 75, 200, test_gpu + ["-k", "train_py and compile"]),
-        ("correctness", "parity 7b (4 layers)", 55, 150, [PY, f"{b}/parity.py", "--size", "7b", "--layers", "4"]),
+        ("correctness", "tests/test_gpu.py --compile", 55, 200, test_gpu + ["-k", "train_py and compile"]),
+        ("correctness", "parity 7b (4 layers)", 40, 150, [PY, f"{b}/parity.py", "--size", "7b", "--layers", "4"]),
     ]
 
 
