@@ -26,6 +26,7 @@ sys.path.insert(0, os.path.join(ROOT, "bench"))
 from bench_sampler import qwen_config  # noqa: E402
 from results import emit, profile  # noqa: E402
 from tooln1_min import dist as tdist  # noqa: E402
+from tooln1_min.batching import collate, forward_logprobs, make_sequences  # noqa: E402
 from train import adamw_impl  # noqa: E402
 
 PEAKS = {"H100": 989e12, "H200": 989e12, "H800": 989e12, "GH200": 989e12, "B200": 2250e12, "A100": 312e12}  # dense
@@ -55,9 +56,21 @@ def bench_update(args):
                    if cfg.tie_word_embeddings or name != "model.embed_tokens.weight")
 
     at = torch.arange(args.seq - 1, device=device).expand(args.batch, -1)
+    if args.packed:  # GRPO's rows: a prompt and `packed` completions, each seq // (packed + 1) tokens, one mask
+        part = args.seq // (args.packed + 1)
+        g = torch.Generator().manual_seed(0)
+        rand = lambda: torch.randint(0, min(151000, cfg.vocab_size), (part,), generator=g).tolist()  # noqa: E731
+        prompts = [rand() for _ in range(args.batch)]
+        seqs = make_sequences([p for p in prompts for _ in range(args.packed)],
+                              [rand() for _ in range(args.batch * args.packed)])
+        mb = collate(seqs, list(range(len(seqs))), 0, device, pack_len=args.seq)
 
     def step(mark=lambda phase: None):  # scored as train.py scores completions (model.head_logprobs, chunked)
-        lp = model(ids, logits_at=at, targets=ids[:, 1:])
+        if args.packed:  # as train.py's policy update: entropy too, a token-mean
+            lp, ent = forward_logprobs(model, mb, 1.0, None, entropy=True)
+            lp = lp[mb.mask.bool()]
+        else:
+            lp = model(ids, logits_at=at, targets=ids[:, 1:])
         mark("forward")
         lp.mean().backward()
         mark("backward")
@@ -77,26 +90,27 @@ def bench_update(args):
     if device.type == "cuda":
         torch.cuda.synchronize()
     secs = (time.perf_counter() - t) / args.iters
+    label = f"update {args.size}{' compiled' if args.compile else ''}{' packed' if args.packed else ''}"
     if args.profile:
-        phase_split(step, device)
-        profile(step, device, "update profile", record=tdist.is_main())
-    tokens = args.batch * args.seq
+        phase_split(step, device, label)
+        profile(step, device, f"{label} profile", record=tdist.is_main())
+    tokens = args.batch * args.seq  # packed: the completions' attention is over-counted (as if causal over seq)
     attn = 12 * cfg.num_hidden_layers * cfg.num_attention_heads * cfg.head_dim * args.seq * tokens / 2  # causal
     flops = 6 * n_params * tokens + attn
     if tdist.is_main():
         peak = peak_flops(device)
         mfu = flops / secs / peak if peak else None
         print(f"update{' (compiled)' if args.compile else ''} {args.size} ({n_params / 1e9:.2f}B params), "
-              f"{args.batch}x{args.seq} tokens x {world} rank(s): {secs * 1e3:.0f} ms/step, "
+              f"{args.batch}x{args.seq} tokens{f' (rows of a prompt + {args.packed})' if args.packed else ''} "
+              f"x {world} rank(s): {secs * 1e3:.0f} ms/step, "
               f"{tokens * world / secs:,.0f} tok/s, {flops / secs / 1e12:.1f} TFLOP/s"
               + (f", MFU {mfu:.1%}" if mfu else " (no known peak for this device)"))
-        emit(f"update {args.size}{' compiled' if args.compile else ''}", size=args.size, batch=args.batch,
-             seq=args.seq, ranks=world, compiled=args.compile, ms_per_step=round(secs * 1e3, 2),
+        emit(label, size=args.size, batch=args.batch, seq=args.seq, packed=args.packed, ranks=world, compiled=args.compile, ms_per_step=round(secs * 1e3, 2),
              tok_per_s=round(tokens * world / secs), tflops=round(flops / secs / 1e12, 2),
              mfu=round(mfu, 4) if mfu else None)
 
 
-def phase_split(step, device, iters=3):
+def phase_split(step, device, label, iters=3):
     """Wall time of each phase of a step (forward, backward, clip, AdamW), the device synchronised at each boundary
     so every phase's kernels are counted in it, and the host's share: the time until the phase's last kernel was
     queued (host ~ wall: the GPU waited for the host, launches and Python bound the phase; host << wall: kernels)."""
@@ -117,7 +131,7 @@ def phase_split(step, device, iters=3):
     line = ", ".join(f"{k} {v * 1e3:.1f} (host {host[k] * 1e3:.1f})" for k, v in wall.items())
     print(f"phases of one step, synchronised at each boundary (ms): {line}; sum {sum(wall.values()) * 1e3:.1f}")
     if tdist.is_main():
-        emit("update phases", **{f"{k}_ms": round(v * 1e3, 2) for k, v in wall.items()},
+        emit(f"{label} phases", **{f"{k}_ms": round(v * 1e3, 2) for k, v in wall.items()},
              **{f"{k}_host_ms": round(v * 1e3, 2) for k, v in host.items()})
 
 
@@ -178,6 +192,8 @@ def main():
     p.add_argument("--seq", type=int, default=1024)
     p.add_argument("--iters", type=int, default=5)
     p.add_argument("--checkpointing", action="store_true")
+    p.add_argument("--packed", type=int, default=0, help="update: rows as GRPO packs them, a prompt and this many "
+                   "completions (seq // (packed + 1) tokens each), scored with entropy as train.py's update")
     p.add_argument("--compile", action="store_true", help="torch.compile each block (train.py --compile)")
     p.add_argument("--profile", action="store_true", help="update: then profile one step (top kernels)")
     p.add_argument("--tokenizer", default="")

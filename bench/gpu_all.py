@@ -49,6 +49,8 @@ def jobs(smoke: bool, tokenizer: str):
                                                  "--profile"]),
             ("update", "update tiny", 10, 90, [PY, f"{b}/bench_train.py", "update", "--size", "tiny", "--batch", "2",
                                                "--seq", "64", "--iters", "2", "--profile"]),
+            ("update", "update tiny packed", 10, 90, [PY, f"{b}/bench_train.py", "update", "--size", "tiny",
+                                                      "--batch", "2", "--seq", "96", "--packed", "5", "--profile"]),
             ("update", "update tiny compiled", 0, 0, "not rehearsed on CPU (minutes of C++ compilation)"),
             ("grpo", "grpo tiny", 20, 120, [PY, f"{b}/bench_train.py", "grpo", "--size", "tiny", "--prompts", "2",
                                             "--n", "2", "--new", "8", "--steps", "1", *tok]),
@@ -65,6 +67,8 @@ def jobs(smoke: bool, tokenizer: str):
                                             "--n", "1", "--prompt-len", "256", "--new", "128", "--hf"]),
         ("update", "update 1.5b", 20, 120, [PY, f"{b}/bench_train.py", "update", "--size", "1.5b", "--batch", "4",
                                             "--seq", "1024", "--profile"]),
+        ("update", "update 0.5b packed", 25, 120, [PY, f"{b}/bench_train.py", "update", "--size", "0.5b",
+                                                   "--batch", "8", "--seq", "1536", "--packed", "5", "--profile"]),
         ("update", "update 1.5b compiled", 40, 180, [PY, f"{b}/bench_train.py", "update", "--size", "1.5b",
                                                      "--batch", "4", "--seq", "1024", "--compile"]),
         ("grpo", "grpo 0.5b", 100, 240, [PY, f"{b}/bench_train.py", "grpo", "--size", "0.5b", "--prompts", "8",
@@ -192,11 +196,12 @@ def _figure(r) -> str:
         if "hf_tok_per_s" in r:
             s += f"; HF {r['hf_tok_per_s']:,} tok/s here -> **{r['speedup_vs_hf']}x**"
         return s
-    if n == "update profile" or n.startswith("sampler profile"):
+    if n.endswith(" profile") or n.startswith("sampler profile"):
         busy = f"kernels busy {r['total_ms']} of {r['wall_ms']} ms; " if "wall_ms" in r else ""
         return busy + "; ".join(f"{t['share']:.0%} {t['name'][:40]}" for t in r["top"][:4]).replace("|", "/")
-    if n == "update phases":
-        return ", ".join(f"{k[:-3]} {v} ms" for k, v in r.items() if k.endswith("_ms"))
+    if n.endswith(" phases"):
+        return ", ".join(f"{k[:-3]} {v} ms" + (f" (host {r[k[:-3] + '_host_ms']})" if k[:-3] + "_host_ms" in r else "")
+                         for k, v in r.items() if k.endswith("_ms") and not k.endswith("_host_ms"))
     if n.startswith("update"):
         return f"{r['ms_per_step']} ms/step, {r['tflops']} TFLOP/s" + (f", **MFU {r['mfu']:.1%}**" if r["mfu"] else "")
     if n.startswith("grpo"):
