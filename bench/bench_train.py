@@ -106,8 +106,8 @@ def bench_update(args):
               f"{tokens * world / secs:,.0f} tok/s, {flops / secs / 1e12:.1f} TFLOP/s"
               + (f", MFU {mfu:.1%}" if mfu else " (no known peak for this device)"))
         emit(label, size=args.size, batch=args.batch, seq=args.seq, packed=args.packed, ranks=world,
-             compiled=args.compile, ms_per_step=round(secs * 1e3, 2), tok_per_s=round(tokens * world / secs), tflops=round(flops / secs / 1e12, 2),
-             mfu=round(mfu, 4) if mfu else None)
+             compiled=args.compile, ms_per_step=round(secs * 1e3, 2), tok_per_s=round(tokens * world / secs),
+             tflops=round(flops / secs / 1e12, 2), mfu=round(mfu, 4) if mfu else None)
 
 
 def phase_split(step, device, label, iters=3):

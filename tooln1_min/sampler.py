@@ -311,8 +311,8 @@ def _compiled_step():
     in their weights, which are the graph's inputs, so one graph serves them all), and the sampling over the
     vocabulary. The glue between them (embedding, RoPE tables, the final norm and lm_head) runs eagerly. Compiling
     the whole step unrolled 24-28 blocks into one graph: 70-90 s of compilation per process on an H200 (on CPU, a
-    24-layer model's first compiled generate: 47.6 s whole, 8.5 s by block); the CUDA graph captured on top (_GraphedStep, per chunk) replays the glue's few kernels
-    with the rest, so eager glue costs no launches.
+    24-layer model's first compiled generate: 47.6 s whole, 8.5 s by block); the CUDA graph captured on top
+    (_GraphedStep, per chunk) replays the glue's few kernels with the rest, so eager glue costs no launches.
     dynamic=True: one compiled graph serves every batch size and cache length (chunks, compaction buckets, prompt
     lengths all vary during training; with static shapes each new one would recompile, and after torch's recompile
     limit the step silently runs eagerly)."""
