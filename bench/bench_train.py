@@ -44,7 +44,7 @@ def bench_update(args):
     rank, world, device = tdist.init_distributed()
     cfg = qwen_config(args.size, args.layers)
     model = tdist.build_sharded(cfg, device, torch.bfloat16 if device.type == "cuda" else None,
-                                args.checkpointing, compile=args.compile)
+                                args.checkpointing, compile=args.compile, per_block=args.per_block or None)
     with torch.no_grad():
         for p in model.parameters():
             p.normal_(0, 0.02)
@@ -90,7 +90,8 @@ def bench_update(args):
     if device.type == "cuda":
         torch.cuda.synchronize()
     secs = (time.perf_counter() - t) / args.iters
-    label = f"update {args.size}{' compiled' if args.compile else ''}{' packed' if args.packed else ''}"
+    label = (f"update {args.size}{' compiled' if args.compile else ''}{' packed' if args.packed else ''}"
+             f"{' per-block' if args.per_block else ''}")
     if args.profile:
         phase_split(step, device, label)
         profile(step, device, f"{label} profile", record=tdist.is_main())
@@ -195,6 +196,8 @@ def main():
     p.add_argument("--packed", type=int, default=0, help="update: rows as GRPO packs them, a prompt and this many "
                    "completions (seq // (packed + 1) tokens each), scored with entropy as train.py's update")
     p.add_argument("--compile", action="store_true", help="torch.compile each block (train.py --compile)")
+    p.add_argument("--per-block", action="store_true", help="update: one FSDP unit per block whatever the rule "
+                   "(dist.shard_per_block) picks, to compare the two in one run")
     p.add_argument("--profile", action="store_true", help="update: then profile one step (top kernels)")
     p.add_argument("--tokenizer", default="")
     p.add_argument("--prompts", type=int, default=8)

@@ -82,12 +82,13 @@ def sync_sampler(policy, sampler_model):
 
 
 def build_sharded(config: ModelConfig, device, param_dtype=None, checkpointing=False, cpu_offload=False,
-                  compile=False):
+                  compile=False, per_block: bool | None = None):
     """A Transformer with every block (see shard_per_block), then the root, fully_shard-ed (FSDP2). Weights are
     uninitialised:
     load them with load_full_state. Tied embedding/lm_head is one parameter, so it stays in the root unit.
     compile: torch.compile each block's forward (all blocks share its graphs; shapes are dynamic). Replacing the
     forward, not the module, keeps HF parameter names and leaves FSDP's hooks outside the compiled code.
+    per_block: one FSDP unit per block or not; None (always, but in benchmarks comparing the two): shard_per_block.
 
     The order is compile, then checkpointing, then sharding, each wrapping the block's forward. torchtitan wraps
     modules instead (checkpoint wrapper, then torch.compile of the module, then fully_shard), which renames
@@ -106,7 +107,9 @@ def build_sharded(config: ModelConfig, device, param_dtype=None, checkpointing=F
     kw = dict(mp_policy=mp or MixedPrecisionPolicy())
     if cpu_offload:
         kw["offload_policy"] = CPUOffloadPolicy()
-    if shard_per_block(model, dist.get_world_size() if dist.is_initialized() else 1, cpu_offload):
+    if per_block is None:
+        per_block = shard_per_block(model, dist.get_world_size() if dist.is_initialized() else 1, cpu_offload)
+    if per_block:
         for block in model.model.layers:
             fully_shard(block, **kw)
     fully_shard(model, **kw)
