@@ -79,7 +79,7 @@ def main():
     p.add_argument("--temperature", type=float, default=0.7)
     p.add_argument("--no-compile", action="store_true")
     p.add_argument("--hf", action="store_true", help="also time transformers' generate (same weights)")
-    p.add_argument("--profile", action="store_true", help="then profile 64 steps of the last run (top kernels)")
+    p.add_argument("--profile", action="store_true", help="then profile 64 steps at the first --n (top kernels)")
     args = p.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32

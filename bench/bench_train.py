@@ -67,7 +67,7 @@ def bench_update(args):
 
     def step(mark=lambda phase: None):  # scored as train.py scores completions (model.head_logprobs, chunked)
         if args.packed:  # as train.py's policy update: entropy too, a token-mean
-            lp, ent = forward_logprobs(model, mb, 1.0, None, entropy=True)
+            lp, _ = forward_logprobs(model, mb, 1.0, None, entropy=True)
             lp = lp[mb.mask.bool()]
         else:
             lp = model(ids, logits_at=at, targets=ids[:, 1:])
@@ -101,7 +101,7 @@ def bench_update(args):
     if tdist.is_main():
         peak = peak_flops(device)
         mfu = flops / secs / peak if peak else None
-        print(f"update{' (compiled)' if args.compile else ''} {args.size} ({n_params / 1e9:.2f}B params), "
+        print(f"{label} ({n_params / 1e9:.2f}B params), "
               f"{args.batch}x{args.seq} tokens{f' (rows of a prompt + {args.packed})' if args.packed else ''} "
               f"x {world} rank(s): {secs * 1e3:.0f} ms/step, "
               f"{tokens * world / secs:,.0f} tok/s, {flops / secs / 1e12:.1f} TFLOP/s"

@@ -88,7 +88,8 @@ def build_sharded(config: ModelConfig, device, param_dtype=None, checkpointing=F
     load them with load_full_state. Tied embedding/lm_head is one parameter, so it stays in the root unit.
     compile: torch.compile each block's forward (all blocks share its graphs; shapes are dynamic). Replacing the
     forward, not the module, keeps HF parameter names and leaves FSDP's hooks outside the compiled code.
-    per_block: one FSDP unit per block or not; None (always, but in benchmarks comparing the two): shard_per_block.
+    per_block: one FSDP unit per block (True) or one for the whole model (False); None, the default, lets
+    shard_per_block decide (benchmarks force it to compare the two in one run).
 
     The order is compile, then checkpointing, then sharding, each wrapping the block's forward. torchtitan wraps
     modules instead (checkpoint wrapper, then torch.compile of the module, then fully_shard), which renames
