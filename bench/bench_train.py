@@ -206,6 +206,9 @@ def main():
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--train-args", nargs=argparse.REMAINDER, default=[], help="grpo: passed on to train.py")
     args = p.parse_args()
+    if args.packed < 0 or (args.packed and args.seq // (args.packed + 1) < 2):
+        raise SystemExit(f"--packed {args.packed} with --seq {args.seq}: each of the prompt and {args.packed} "
+                         "completions needs >= 2 tokens (seq >= 2 x (packed + 1))")
     if args.tokenizer and not os.path.isfile(os.path.join(args.tokenizer, "tokenizer.json")):
         raise SystemExit(f"--tokenizer {args.tokenizer}: no tokenizer.json there")
     bench_update(args) if args.what == "update" else bench_grpo(args)
