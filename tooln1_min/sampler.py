@@ -121,7 +121,7 @@ def generate(model: Transformer, prompts: list[list[int]], *, n: int = 1, max_ne
              temperature: float = 1.0, top_p: float = 1.0, top_k: int = 0, stop_token_ids=(), seed: int | None = None,
              vocab_limit: int | None = None, max_batch_size: int = 256, max_cache_tokens: int | None = None,
              max_len: int | None = None, prefill_tokens: int = 16384, ignore_stop: bool = False,
-             compile: bool | None = None, sync_every: int = 8, progress: bool = False,
+             compile: bool | None = None, sync_every: int | None = None, progress: bool = False,
              stream_ids: list[int] | None = None) -> list[list[Sample]]:
     """Sample n completions for each prompt (lists of token ids, ragged). Returns [prompt][sample] -> Sample.
 
@@ -130,7 +130,9 @@ def generate(model: Transformer, prompts: list[list[int]], *, n: int = 1, max_ne
     prompts are processed in chunks; on CUDA max_cache_tokens defaults to what fits in 70% of the free memory
     (a Tool-N1 step at 7B would otherwise ask for a 300 GB cache). max_len caps prompt + completion (default: the
     model's max_position_embeddings). compile: run the decode step under torch.compile, and on CUDA replay it as
-    CUDA graphs (default: on CUDA only). ignore_stop forces max_new_tokens (benchmarks). stream_ids: each prompt's
+    CUDA graphs (default: on CUDA only). sync_every: steps between the host's looks at which rows finished (ending
+    early, compacting): 8 on CUDA, where a look stalls the queue of kernels, 1 elsewhere, where it costs nothing and
+    saves steps. ignore_stop forces max_new_tokens (benchmarks). stream_ids: each prompt's
     random stream (default: its index); data-parallel callers pass global indices so results don't depend on ranks.
     """
     if n < 1:
@@ -155,6 +157,10 @@ def generate(model: Transformer, prompts: list[list[int]], *, n: int = 1, max_ne
     device = model.model.embed_tokens.weight.device
     if compile is None:
         compile = device.type == "cuda"
+    if sync_every is None:
+        sync_every = 8 if device.type == "cuda" else 1
+    if sync_every < 1:
+        raise ValueError(f"sync_every must be >= 1, got {sync_every}")
     step_fn = _compiled_step() if compile else _decode_step
     if max_cache_tokens is None and device.type == "cuda":
         max_cache_tokens = cache_budget(model, device, max_batch_size)
