@@ -42,13 +42,40 @@ def profile(fn, device, name: str, top: int = 12, record: bool = True) -> dict |
             torch.cuda.synchronize()
         wall = (time.perf_counter() - t) * 1e3
     key = "self_device_time_total" if cuda else "self_cpu_time_total"
-    events = [e for e in prof.key_averages() if not cuda or e.device_type == DeviceType.CUDA]
+    # User annotations (Optimizer.step#AdamW.step, record_function ranges) span the kernels they launched: counting
+    # them too would count that time twice.
+    events = [e for e in prof.key_averages() if (not cuda or e.device_type == DeviceType.CUDA)
+              and not getattr(e, "is_user_annotation", False)]
     events.sort(key=lambda e: -getattr(e, key))
     busy = sum(getattr(e, key) for e in events) / 1e3 or 1e-9
     rows = [dict(name=e.key[:90], ms=round(getattr(e, key) / 1e3, 3), share=round(getattr(e, key) / 1e3 / busy, 4),
                  calls=e.count) for e in events[:top]]
-    print(f"{name}: {'kernels' if cuda else 'operators'} busy {busy:.1f} ms of {wall:.1f} ms wall (profiled); "
-          f"top {top}:")
+    kinds: dict[str, float] = {}
+    for e in events:
+        kinds[kernel_kind(e.key)] = kinds.get(kernel_kind(e.key), 0.0) + getattr(e, key) / 1e3
+    kinds = {k: round(v, 3) for k, v in sorted(kinds.items(), key=lambda kv: -kv[1])}
+    print(f"{name}: {'kernels' if cuda else 'operators'} busy {busy:.1f} ms of {wall:.1f} ms wall (profiled); by kind: "
+          + ", ".join(f"{k} {v / busy:.0%}" for k, v in kinds.items()) + f"; top {top}:")
     for r in rows:
         print(f"  {r['share']:6.1%} {r['ms']:9.2f} ms  x{r['calls']:<5} {r['name']}")
-    return emit(name, total_ms=round(busy, 2), wall_ms=round(wall, 2), top=rows)
+    return emit(name, total_ms=round(busy, 2), wall_ms=round(wall, 2), kinds_ms=kinds, top=rows)
+
+
+KERNEL_KINDS = (  # first match wins; names as cuBLAS/cuDNN/inductor/aten call their kernels (CPU: aten operators)
+    ("matmul", ("gemm", "nvjet", "cutlass", "xmma", "aten::mm", "aten::addmm", "aten::bmm", "aten::linear")),
+    ("attention", ("sdpa", "flash", "fmha", "attention", "cudnn")),
+    ("collective", ("nccl", "c10d", "allgather", "all_gather", "reduce_scatter", "allreduce")),
+    ("optimizer", ("multi_tensor_apply", "adam", "foreach")),
+    ("compiled (fused)", ("triton_",)),
+    ("copy / cast", ("memcpy", "memset", "copy", "cat", "fill")),
+)
+
+
+def kernel_kind(name: str) -> str:
+    """The kind of one kernel or operator by its name: where a step's time goes at a glance (matmul-bound vs a
+    long tail of small kernels)."""
+    low = name.lower()
+    for kind, marks in KERNEL_KINDS:
+        if any(m in low for m in marks):
+            return kind
+    return "other (elementwise, reductions)"

@@ -48,3 +48,26 @@ def test_gpu_all_records_a_failing_job_and_goes_on(tmp_path, monkeypatch):
     assert recs["too big"]["status"] == "skipped" and "budget" in recs["too big"]["reason"]
     assert recs["no cpu path"]["status"] == "skipped"
     assert "1 ok, 2 failed, 2 skipped" in (tmp_path / "summary.md").read_text()
+
+
+def test_profile_splits_time_by_kind_and_skips_annotations(tmp_path, monkeypatch):
+    """A profile record says where the time went by kind (matmul vs the tail of small kernels), and a
+    record_function range (as Optimizer.step's) is not counted on top of the operators it encloses."""
+    import torch
+    import results
+    monkeypatch.setenv("GPU_ALL_RESULTS", str(tmp_path / "r.jsonl"))
+    a = torch.randn(256, 256)
+
+    def fn():
+        with torch.profiler.record_function("Optimizer.step#Fake.step"):
+            for _ in range(20):
+                a @ a
+            torch.cat([a, a]).add_(1)
+    rec = results.profile(fn, torch.device("cpu"), "toy profile")
+    assert not any("#" in r["name"] for r in rec["top"])
+    assert sum(rec["kinds_ms"].values()) == pytest.approx(rec["total_ms"], rel=1e-3, abs=0.01)
+    assert max(rec["kinds_ms"], key=rec["kinds_ms"].get) == "matmul"
+    assert results.kernel_kind("nvjet_sm90_tst_192x192_64x4") == "matmul"
+    assert results.kernel_kind("void at::native::multi_tensor_apply_kernel<...>") == "optimizer"
+    assert results.kernel_kind("triton_poi_fused_cat_1") == "compiled (fused)"
+    assert results.kernel_kind("Memcpy DtoD (Device -> Device)") == "copy / cast"
