@@ -69,6 +69,9 @@ def test_two_fsdp_ranks_match_one_process(tiny, tmp_path):
         for key in ("reward", "loss", "kl", "resp_len", "entropy"):
             assert ma[key] == pytest.approx(mb[key], rel=1e-4, abs=1e-6), key
         assert ma["entropy"] > 0
+        # step 2 samples from the weights sync_sampler copied after step 1's update (per-block units on two ranks,
+        # one unit in one process): the sampler's log-probs are the trainer's, so every unit was copied
+        assert ma["lp_mismatch_max"] < 1e-4 and mb["lp_mismatch_max"] < 1e-4, (ma, mb)
 
 
 def test_activation_checkpointing_leaves_the_update_unchanged(tiny, tmp_path):
