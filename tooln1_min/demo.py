@@ -60,6 +60,7 @@ class DemoConfig:
     grpo_batch: int = 32              # 32 x 8 samples beat 8 x 16, 16 x 8, 16 x 16 and 64 x 4 (README)
     grpo_n: int = 8
     grpo_lr: float = 5e-4
+    grpo_lr_decay: str = "cosine"     # valid, seeds 0/1/2: 85.5/85.0/68.0% vs constant 85.0/84.5/66.5% (README)
     grpo_kl: float = 1e-3
     grpo_temperature: float = 0.7     # Tool-N1's rollout temperature
     grpo_filter_groups: bool = True   # DAPO: skip groups whose samples all scored the same (a third faster here)
@@ -232,12 +233,12 @@ def run_demo(argv, train_fn):
     sft_hf, _ = run_stage(cfg, "sft", k_sft, sft_cfg, train_fn)
     if args["stage"] == "sft":
         return
-    grpo_keys = ("grpo_steps", "grpo_batch", "grpo_n", "grpo_lr", "grpo_kl", "grpo_temperature", "grpo_filter_groups",
-                 "max_new_tokens")
+    grpo_keys = ("grpo_steps", "grpo_batch", "grpo_n", "grpo_lr", "grpo_lr_decay", "grpo_kl", "grpo_temperature",
+                 "grpo_filter_groups", "max_new_tokens")
     k_grpo = _stage_key("grpo", {k: settings[k] for k in grpo_keys}, [k_sft])
     grpo_cfg = dict(model=sft_hf, out=os.path.join(cfg.out, "grpo"), algo="grpo", batch_size=cfg.grpo_batch,
                     mini_batch_size=cfg.grpo_batch // 2, n=cfg.grpo_n, temperature=cfg.grpo_temperature,
-                    lr=cfg.grpo_lr, kl_coef=cfg.grpo_kl, filter_groups=cfg.grpo_filter_groups,
+                    lr=cfg.grpo_lr, lr_decay=cfg.grpo_lr_decay, kl_coef=cfg.grpo_kl, filter_groups=cfg.grpo_filter_groups,
                     max_steps=cfg.grpo_steps, rollout_batch_size=512, **common)
     log(f"[demo] GRPO: {cfg.grpo_steps} steps of {cfg.grpo_batch} prompts x {cfg.grpo_n} samples")
     grpo_hf, evals = run_stage(cfg, "grpo", k_grpo, grpo_cfg, train_fn)
