@@ -372,6 +372,10 @@ def test_entry_point_demo_or_training():
     assert is_demo_argv([]) and is_demo_argv(["--quick", "--out", "x", "--seed=1", "--stage", "sft"])
     assert not is_demo_argv(["--help"]) and not is_demo_argv(["--data", "x.jsonl"])
     assert not is_demo_argv(["--model", "m", "--out", "x"])
+    from tooln1_min.demo import demo_parser
+    with pytest.raises(SystemExit):  # a bad schedule is refused before any stage runs, naming the flag
+        demo_parser().parse_args(["--grpo-lr-decay", "cosin"])
+    assert demo_parser().parse_args(["--grpo-lr-decay", "none"]).grpo_lr_decay == "none"
     res = subprocess.run([sys.executable, "train.py", "--help"], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert res.returncode == 0
     for flag in ("--model", "--data", "--kl-coef", "--n-samples", "--preset", "--pack-len", "--compile", "--quick"):

@@ -185,6 +185,8 @@ def demo_parser() -> argparse.ArgumentParser:
     for k, v in asdict(DemoConfig()).items():
         if isinstance(v, bool):
             p.add_argument(f"--{k.replace('_', '-')}", action=argparse.BooleanOptionalAction, default=None)
+        elif k.endswith("lr_decay"):  # checked here, not after the stages before it have run
+            p.add_argument(f"--{k.replace('_', '-')}", choices=("none", "linear", "cosine"), default=None)
         elif k not in ("out", "seed"):
             p.add_argument(f"--{k.replace('_', '-')}", type=type(v), default=None)
     return p
