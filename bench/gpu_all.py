@@ -204,8 +204,9 @@ def _figure(r) -> str:
         busy = f"kernels busy {r['total_ms']} of {r['wall_ms']} ms; " if "wall_ms" in r else ""
         return busy + "; ".join(f"{t['share']:.0%} {t['name'][:40]}" for t in r["top"][:4]).replace("|", "/")
     if n.endswith(" phases"):
-        return ", ".join(f"{k[:-3]} {v} ms" + (f" (host {r[k[:-3] + '_host_ms']})" if k[:-3] + "_host_ms" in r else "")
-                         for k, v in r.items() if k.endswith("_ms") and not k.endswith("_host_ms"))
+        host = lambda k: f" (host {r[k + '_host_ms']})" if k + "_host_ms" in r else ""  # noqa: E731
+        return ", ".join(f"{k[:-3]} {v} ms{host(k[:-3])}" for k, v in r.items()
+                         if k.endswith("_ms") and not k.endswith("_host_ms"))
     if n.startswith("update"):
         return f"{r['ms_per_step']} ms/step, {r['tflops']} TFLOP/s" + (f", **MFU {r['mfu']:.1%}**" if r["mfu"] else "")
     if n.startswith("grpo"):

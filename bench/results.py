@@ -52,7 +52,8 @@ def profile(fn, device, name: str, top: int = 12, record: bool = True) -> dict |
                  calls=e.count) for e in events[:top]]
     kinds: dict[str, float] = {}
     for e in events:
-        kinds[kernel_kind(e.key)] = kinds.get(kernel_kind(e.key), 0.0) + getattr(e, key) / 1e3
+        kind = kernel_kind(e.key)
+        kinds[kind] = kinds.get(kind, 0.0) + getattr(e, key) / 1e3
     kinds = {k: round(v, 3) for k, v in sorted(kinds.items(), key=lambda kv: -kv[1])}
     print(f"{name}: {'kernels' if cuda else 'operators'} busy {busy:.1f} ms of {wall:.1f} ms wall (profiled); by kind: "
           + ", ".join(f"{k} {v / busy:.0%}" for k, v in kinds.items()) + f"; top {top}:")

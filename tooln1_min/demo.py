@@ -240,8 +240,8 @@ def run_demo(argv, train_fn):
     k_grpo = _stage_key("grpo", {k: settings[k] for k in grpo_keys}, [k_sft])
     grpo_cfg = dict(model=sft_hf, out=os.path.join(cfg.out, "grpo"), algo="grpo", batch_size=cfg.grpo_batch,
                     mini_batch_size=cfg.grpo_batch // 2, n=cfg.grpo_n, temperature=cfg.grpo_temperature,
-                    lr=cfg.grpo_lr, lr_decay=cfg.grpo_lr_decay, kl_coef=cfg.grpo_kl, filter_groups=cfg.grpo_filter_groups,
-                    max_steps=cfg.grpo_steps, rollout_batch_size=512, **common)
+                    lr=cfg.grpo_lr, lr_decay=cfg.grpo_lr_decay, kl_coef=cfg.grpo_kl,
+                    filter_groups=cfg.grpo_filter_groups, max_steps=cfg.grpo_steps, rollout_batch_size=512, **common)
     log(f"[demo] GRPO: {cfg.grpo_steps} steps of {cfg.grpo_batch} prompts x {cfg.grpo_n} samples")
     grpo_hf, evals = run_stage(cfg, "grpo", k_grpo, grpo_cfg, train_fn)
     if tdist.is_main():

@@ -71,7 +71,7 @@ def sync_sampler(policy, sampler_model):
     """Copy the policy's full weights into the sampler's model (every rank holds one), one FSDP unit at a time:
     unshard() gathers all of a unit's parameters in one collective, in the compute dtype (bf16 on GPUs: half the
     bytes, and never a full fp32 copy beside the sampler's), as its forward does; then reshard() frees them. One
-    collective per unit, not per parameter (the CPU demo on 2 ranks: 64 -> 6 ms a step). Once per step."""
+    collective per unit, not per parameter (the CPU demo on 2 ranks: 64 -> 8 ms a step). Once per step."""
     reshard(policy)
     target = dict(sampler_model.named_parameters())
     units = [(name, m) for name, m in policy.named_modules() if hasattr(m, "unshard")] or [("", policy)]

@@ -132,8 +132,8 @@ def generate(model: Transformer, prompts: list[list[int]], *, n: int = 1, max_ne
     model's max_position_embeddings). compile: run the decode step under torch.compile, and on CUDA replay it as
     CUDA graphs (default: on CUDA only). sync_every: steps between the host's looks at which rows finished (ending
     early, compacting): 8 on CUDA, where a look stalls the queue of kernels, 1 elsewhere, where it costs nothing and
-    saves steps. ignore_stop forces max_new_tokens (benchmarks). stream_ids: each prompt's
-    random stream (default: its index); data-parallel callers pass global indices so results don't depend on ranks.
+    saves steps. ignore_stop forces max_new_tokens (benchmarks). stream_ids: each prompt's random stream (default:
+    its index); data-parallel callers pass global indices so results don't depend on ranks.
     """
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
