@@ -526,6 +526,9 @@ def main(argv=None) -> dict:
     if args.samples < 1 or args.temperature < 0 or (args.samples > 1 and args.temperature == 0):
         p.error(f"--samples {args.samples} --temperature {args.temperature}: need samples >= 1, temperature >= 0, "
                 "and temperature > 0 when samples > 1 (greedy samples are all the same)")
+    if args.batch_size < args.samples:
+        p.error(f"--batch-size {args.batch_size} is smaller than --samples {args.samples}: a record's samples are "
+                "decoded together")
     if (args.samples > 1 or args.temperature) and not args.data:
         p.error("--samples and --temperature apply to --data (BFCL decodes greedily)")
     if args.rescore:

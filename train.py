@@ -18,8 +18,10 @@ import importlib.util
 import json
 import math
 import os
+import re
 import sys
 import time
+import warnings
 from dataclasses import asdict, dataclass, fields
 
 import torch
@@ -29,7 +31,7 @@ from tooln1_min import dist as tdist
 from tooln1_min.batching import collate, forward_logprobs, make_sequences, pad_plan, plan_micro_batches
 from tooln1_min.data import load_records, render_target, shuffle_records
 from tooln1_min.dist import log, sync_sampler
-from tooln1_min.grpo import grpo_loss, group_advantages
+from tooln1_min.grpo import LOSS_AGG_MODES, grpo_loss, group_advantages
 from tooln1_min.model import ModelConfig, Transformer
 from tooln1_min.reward import get_reward_fn
 from tooln1_min.rollout import encode_prompts, heldout_eval, rollout
@@ -126,7 +128,7 @@ def grpo_step(cfg, step, records, prompt_ids, streams, tok, policy, ref, sampler
     t3 = time.time()
     gaps = sampler_gaps(plans, scored, seqs, episodes)
     return step_metrics(episodes, rewards, informative, reward_errors, sums, grad_norms, gaps, scheduler, device,
-                        times=(t0, t1, t2, t3))
+                        world, times=(t0, t1, t2, t3))
 
 
 def plan_updates(cfg, seqs, keep, world, device) -> list[list[list[int]]]:
@@ -180,7 +182,8 @@ def policy_update(cfg, policy, optimizer, scheduler, seqs, plans, advantages, ol
     for m, plan in enumerate(plans):
         local_tokens = sum(len(seqs[i][0]) - seqs[i][1] for idx in plan for i in idx)
         global_tokens, global_seqs = tdist.all_reduce([local_tokens, sum(map(len, plan))], device=device)
-        if global_seqs == 0:  # every group of this mini-batch filtered out, on every rank: nothing to learn
+        if global_seqs == 0:  # every group of this mini-batch filtered out, on every rank: nothing to learn, but
+            advance_schedule(scheduler)  # the lr schedule moves on, so a decay ends where it was planned to
             continue
         # FSDP averages gradients over ranks: dividing by global/world makes that average the global mean
         # over all tokens (or sequences) of the mini-batch, not a mean of per-micro-batch means.
@@ -216,11 +219,13 @@ def sampler_gaps(plans, lps, seqs, episodes):
             for r, i in enumerate(idx):
                 s, start = seqs[i]
                 gaps.append((lp[r, :len(s) - start].cpu() - torch.tensor(episodes[i].sampler_logprobs)).abs())
-    return torch.cat(gaps) if gaps else torch.zeros(1)
+    return torch.cat(gaps) if gaps else torch.zeros(0)
 
 
-def step_metrics(episodes, rewards, informative, reward_errors, sums, grad_norms, gaps, scheduler, device, times):
-    """One metrics.jsonl line: this rank's counts summed over ranks (one collective, by name), then the means."""
+def step_metrics(episodes, rewards, informative, reward_errors, sums, grad_norms, gaps, scheduler, device, world,
+                 times):
+    """One metrics.jsonl line: this rank's counts summed over ranks (one collective, by name), then the means. Each
+    rank's loss is its share of the global token-mean (times world, see policy_update): summed, then / world."""
     t0, t1, t2, t3 = times
     tot = tdist.all_reduce_dict(dict(
         reward=float(rewards.sum()), solved=float((rewards == 1).sum()), format=sum(e.format_ok for e in episodes),
@@ -228,14 +233,16 @@ def step_metrics(episodes, rewards, informative, reward_errors, sums, grad_norms
         truncated=sum(e.finish_reason == "length" for e in episodes), reward_errors=reward_errors,
         informative=float(informative.sum()), groups=len(informative), trained_tokens=sums["tokens"],
         kl=sums["kl"], clip_frac=sums["clip_frac"], entropy=sums["entropy"],
-        gap_sum=float(gaps.sum()), gap_count=gaps.numel()), device=device)
-    gap_max = tdist.all_reduce([float(gaps.max())], op=torch.distributed.ReduceOp.MAX, device=device)[0]
+        gap_sum=float(gaps.sum()), gap_count=gaps.numel(), loss=sums["loss"]), device=device)
+    gap_max, ratio_max = tdist.all_reduce([float(gaps.max()) if gaps.numel() else 0.0, sums["ratio_max"]],
+                                          op=torch.distributed.ReduceOp.MAX, device=device)
     count, trained = max(tot["episodes"], 1), max(tot["trained_tokens"], 1)
     return dict(reward=tot["reward"] / count, accuracy=tot["solved"] / count, format=tot["format"] / count,
                 resp_len=tot["resp_tokens"] / count, informative=tot["informative"] / max(tot["groups"], 1),
                 kl=tot["kl"] / trained, clip_frac=tot["clip_frac"] / trained, entropy=tot["entropy"] / trained,
-                ratio_max=sums["ratio_max"],
-                grad_norm=sum(grad_norms) / max(len(grad_norms), 1), loss=sums["loss"] / max(len(grad_norms), 1),
+                ratio_max=ratio_max,
+                grad_norm=sum(grad_norms) / max(len(grad_norms), 1),
+                loss=tot["loss"] / world / max(len(grad_norms), 1),
                 updates=len(grad_norms), skipped_updates=sum(not math.isfinite(g) for g in grad_norms),
                 reward_errors=int(tot["reward_errors"]), truncated=tot["truncated"] / count,
                 lp_mismatch_mean=tot["gap_sum"] / max(tot["gap_count"], 1), lp_mismatch_max=gap_max,
@@ -267,8 +274,9 @@ def sft_step(cfg, records, prompt_ids, tok, policy, optimizer, scheduler, device
             total += loss.detach()
         losses.append(total)
         grad_norms.append(optimizer_step(cfg, policy, optimizer, scheduler))
-    tokens = tdist.all_reduce([sum(len(s) for s, _ in seqs)], device=device)[0]
-    return dict(loss=float(sum(losses)) / len(losses), grad_norm=sum(grad_norms) / max(len(grad_norms), 1),
+    # loss: each rank's share of each mini-batch's global token-mean, summed over ranks (x world) in one collective
+    tokens, loss = tdist.all_reduce([sum(len(s) for s, _ in seqs), float(sum(losses))], device=device)
+    return dict(loss=loss / world / len(losses), grad_norm=sum(grad_norms) / max(len(grad_norms), 1),
                 skipped_updates=sum(not math.isfinite(g) for g in grad_norms),
                 tok_per_s=tokens / max(time.time() - t0, 1e-9), t_update=time.time() - t0,
                 lr=scheduler.get_last_lr()[0])
@@ -317,8 +325,8 @@ def adamw_impl(device) -> dict:
 
 def lr_lambda(cfg, max_steps: int):
     """The lr multiplier at optimizer update u (counted from 0): a linear warm-up over warmup_steps updates, then
-    constant or decaying towards 0, reached just after the last update (max_steps steps x the updates each makes;
-    a resume with another max_steps re-spreads what is left of the decay)."""
+    constant or decaying towards 0, reached just after the last update (max_steps steps x the updates each makes,
+    one with nothing to learn included; a resume with another max_steps re-spreads what is left of the decay)."""
     total = max(max_steps * (cfg.batch_size // cfg.mini_batch_size), 1)
 
     def f(u):
@@ -345,6 +353,14 @@ def optimizer_step(cfg, policy, optimizer, scheduler):
         scheduler.step()
     optimizer.zero_grad(set_to_none=True)
     return grad_norm
+
+
+def advance_schedule(scheduler):
+    """The lr schedule's step for an update with nothing to learn (no optimizer step; PyTorch warns when the
+    schedule steps first, which here is intended)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=re.escape("Detected call of `lr_scheduler.step()` before"))
+        scheduler.step()
 
 
 # ---- the training loop ----
@@ -431,8 +447,8 @@ def restore(cfg, resume_from, policy, optimizer, scheduler, sampler_model) -> in
     state = ckpt.load_resume(resume_from, policy, optimizer)
     if "scheduler" in state:  # the LR schedule steps once per optimizer update, not once per training step
         scheduler.load_state_dict(state["scheduler"])
-    else:  # a checkpoint from before the schedule was saved
-        scheduler.last_epoch = state["step"]
+    else:  # a checkpoint from before the schedule was saved: it had made this many updates
+        scheduler.last_epoch = state["step"] * (cfg.batch_size // cfg.mini_batch_size)
     sync_sampler(policy, sampler_model)
     if tdist.is_main():
         ckpt.truncate_metrics(cfg.out, state["step"])
@@ -469,8 +485,9 @@ def save_or_stop(cfg, step, bad_steps, policy, optimizer, scheduler, mconf, devi
                              mconf, cfg.keep_checkpoints, cfg.keep_every)
 
 
-# Settings a resume may change freely: how the run is logged, saved and computed, not what it learns.
-RESUME_FREE = {"resume", "overwrite", "allow_config_change", "max_steps", "epochs", "save_every", "keep_checkpoints",
+# Settings a resume may change freely: how the run is logged, saved and computed, not what it learns (the run
+# folder's own path may change, the folder moved; a preset only sets others, and those are compared).
+RESUME_FREE = {"out", "preset", "resume", "overwrite", "allow_config_change", "max_steps", "epochs", "save_every", "keep_checkpoints",
                "keep_every", "log_every", "log_to", "eval_data", "eval_every", "eval_max_new_tokens",
                "micro_batch_tokens", "rollout_batch_size", "activation_checkpointing", "compile", "cpu_offload",
                "max_bad_steps"}
@@ -604,10 +621,22 @@ def check_inputs(cfg, world, device):
                          "(at 0 every sample of a group is the same and no group has an advantage)")
     if cfg.lr_decay not in ("none", "linear", "cosine"):
         raise SystemExit(f"--lr-decay must be none, linear or cosine, got {cfg.lr_decay!r}")
+    if cfg.loss_agg not in LOSS_AGG_MODES:
+        raise SystemExit(f"--loss-agg must be one of {', '.join(LOSS_AGG_MODES)}, got {cfg.loss_agg!r}")
+    if not 0 < cfg.clip_eps < 1 or not 0 <= cfg.clip_eps_high < 1:
+        raise SystemExit(f"--clip-eps must be in (0, 1) and --clip-eps-high in [0, 1) (0: the same as --clip-eps), "
+                         f"got {cfg.clip_eps} and {cfg.clip_eps_high}")
+    if cfg.grad_clip <= 0:
+        raise SystemExit(f"--grad-clip must be > 0 (the largest global gradient norm), got {cfg.grad_clip}")
+    if cfg.epochs < 1 and not cfg.max_steps:
+        raise SystemExit(f"--epochs must be >= 1 (or give --max-steps), got {cfg.epochs}")
     if not 0 < cfg.top_p <= 1 or cfg.top_k < 0:
         raise SystemExit(f"--top-p must be in (0, 1] and --top-k >= 0, got {cfg.top_p} and {cfg.top_k}")
     if cfg.lr == 0:
         log("warning: --lr 0: the optimizer will not change the weights")
+    if cfg.rollout_batch_size < cfg.n:
+        raise SystemExit(f"--rollout-batch-size {cfg.rollout_batch_size} is smaller than --n-samples {cfg.n}: a "
+                         "prompt's samples are decoded together")
     if cfg.batch_size % cfg.mini_batch_size:
         raise SystemExit(f"batch_size {cfg.batch_size} is not a multiple of mini_batch_size {cfg.mini_batch_size}")
     if cfg.mini_batch_size % world:

@@ -247,6 +247,9 @@ def test_eval_samples_need_a_temperature(capsys):
     with pytest.raises(SystemExit) as e:
         ev.main(["--model", "m", "--data", "x.jsonl", "--samples", "4"])
     assert e.value.code == 2 and "temperature > 0 when samples > 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        ev.main(["--model", "m", "--data", "x.jsonl", "--samples", "8", "--temperature", "0.7", "--batch-size", "4"])
+    assert e.value.code == 2 and "--batch-size 4 is smaller than --samples 8" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -187,6 +187,12 @@ def test_metrics_describe_one_trajectory_after_resume(tiny, tmp_path):
     (dict(temperature=0.0), "needs a temperature > 0"),
     (dict(keep_checkpoints=0), "--keep-checkpoints must be >= 1"),
     (dict(eval_data="/nonexistent.jsonl"), "--eval-data"),
+    (dict(loss_agg="token_mean"), "--loss-agg must be one of token-mean"),  # else refused after the first rollout
+    (dict(clip_eps=1.5), "--clip-eps must be in"),
+    (dict(clip_eps_high=-0.1), "--clip-eps-high in"),
+    (dict(grad_clip=0.0), "--grad-clip must be > 0"),  # 0 would scale every gradient to 0: no update, no error
+    (dict(epochs=0, max_steps=0), "--epochs must be >= 1"),  # else 0 steps, silently
+    (dict(rollout_batch_size=1), "--rollout-batch-size 1 is smaller than --n-samples 2"),
 ])
 def test_bad_flags_fail_before_any_model_work(tiny, tmp_path, monkeypatch, flags, message):
     base, data = tiny
@@ -195,6 +201,27 @@ def test_bad_flags_fail_before_any_model_work(tiny, tmp_path, monkeypatch, flags
     with pytest.raises(SystemExit, match=message):
         _train(*_args(base, data, tmp_path / "run", **flags))
     assert not os.path.exists(tmp_path / "run")
+
+
+def test_the_lr_schedule_moves_on_when_every_group_is_filtered(tiny, tmp_path):
+    """A mini-batch whose groups all scored alike has nothing to learn (no optimizer step), yet the schedule takes
+    its step: a decay ends at 0 after the planned updates instead of stretching past the run."""
+    base, data = tiny
+    out = tmp_path / "run"
+    # 8 new tokens can't hold the reply format: every sample scores 0, every group is filtered
+    _train(*_args(base, data, out, "--filter-groups", lr_decay="linear", max_steps=2))
+    rows = [json.loads(line) for line in open(out / "metrics.jsonl")]
+    assert [r["informative"] for r in rows] == [0, 0] and [r["updates"] for r in rows] == [0, 0]
+    assert [r["lr"] for r in rows] == pytest.approx([1e-3 * 2 / 4, 0.0])  # 2 updates a step, 4 planned
+
+
+def test_a_moved_run_folder_resumes(tiny, tmp_path):
+    """The folder is the run: its path is not a setting that has to match when it is moved."""
+    base, data = tiny
+    _train(*_args(base, data, tmp_path / "run", max_steps=1))
+    os.rename(tmp_path / "run", tmp_path / "moved")
+    _train(*_args(base, data, tmp_path / "moved", "--resume", max_steps=2))
+    assert _steps(tmp_path / "moved") == [1, 2]
 
 
 def test_out_is_a_file_and_vocab_mismatch_are_named(tiny, tmp_path, monkeypatch):

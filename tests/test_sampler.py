@@ -192,6 +192,8 @@ def test_bad_input(model):
         generate(model, [[1] * 9], max_new_tokens=4, max_len=9)
     with pytest.raises(ValueError, match="n must be >= 1"):
         generate(model, [[1]], n=0, max_new_tokens=4)
+    with pytest.raises(ValueError, match="max_batch_size 2 is smaller than n 5"):  # it used to run 5 rows anyway
+        generate(model, [[1]], n=5, max_new_tokens=4, max_batch_size=2)
 
 
 def test_keep_rows_compacts_in_place():
@@ -314,3 +316,25 @@ def test_failed_compilation_falls_back_once(model, monkeypatch, capsys):
     want = generate(model, _prompts(), **kw)
     assert [[s.token_ids for s in g] for g in got] == [[s.token_ids for s in g] for g in want]
     assert len(calls) == 1 and capsys.readouterr().err.count("failed") == 1
+
+
+def test_failed_graph_capture_falls_back_once(model, monkeypatch, capsys):
+    """A CUDA graph capture failure costs one warning and graph-less decoding for the rest of the process, not a
+    failed capture (and its warm-up steps) in every chunk of every call."""
+    from tooln1_min import sampler
+    tries = []
+
+    class Uncapturable(sampler._GraphedStep):
+        def _capture(self, model, cache, args, consts):
+            tries.append(1)
+            raise RuntimeError("operation not permitted when stream is capturing")
+
+    monkeypatch.setattr(sampler._GraphedStep, "failed", False)  # restored after the test
+    monkeypatch.setattr(sampler, "_graph_wrapper", lambda device: Uncapturable)
+    monkeypatch.setattr(sampler, "_compiled_step", lambda: lambda *a: sampler._decode_step(*a))
+    kw = dict(n=2, max_new_tokens=6, temperature=0.7, seed=1, max_batch_size=2)  # one prompt a chunk
+    got = generate(model, _prompts(), compile=True, **kw)
+    got += generate(model, _prompts(), compile=True, **kw)
+    want = generate(model, _prompts(), **kw)
+    assert [[s.token_ids for s in g] for g in got] == [[s.token_ids for s in g] for g in want + want]
+    assert len(tries) == 1 and capsys.readouterr().err.count("capture failed") == 1

@@ -66,12 +66,25 @@ def test_two_fsdp_ranks_match_one_process(tiny, tmp_path):
     for k in a:
         assert torch.allclose(a[k], b[k], atol=1e-5, rtol=1e-4), k
     for ma, mb in zip(_metrics(tmp_path / "one"), _metrics(tmp_path / "two")):
-        for key in ("reward", "loss", "kl", "resp_len", "entropy"):
+        for key in ("reward", "loss", "kl", "resp_len", "entropy", "ratio_max"):  # all global, whatever the ranks
             assert ma[key] == pytest.approx(mb[key], rel=1e-4, abs=1e-6), key
         assert ma["entropy"] > 0
         # step 2 samples from the weights sync_sampler copied after step 1's update (per-block units on two ranks,
         # one unit in one process): the sampler's log-probs are the trainer's, so every unit was copied
         assert ma["lp_mismatch_max"] < 1e-4 and mb["lp_mismatch_max"] < 1e-4, (ma, mb)
+
+
+def test_sft_loss_is_the_global_mean_on_any_number_of_ranks(tiny, tmp_path):
+    """The logged loss is the whole batch's token-mean (each rank holds only its share: they are summed), so it
+    is the one-process figure; it used to be rank 0's share alone."""
+    base, data = tiny
+    args = dict(algo="sft", batch_size=8, mini_batch_size=8, lr=1e-3)
+    _run(_grpo_args(base, data, tmp_path / "one", **args))
+    _run(_grpo_args(base, data, tmp_path / "two", **args), nproc=2)
+    one, two = _metrics(tmp_path / "one"), _metrics(tmp_path / "two")
+    assert [m["loss"] for m in one] == pytest.approx([m["loss"] for m in two], rel=1e-4)
+    assert [m["grad_norm"] for m in one] == pytest.approx([m["grad_norm"] for m in two], rel=1e-4)
+    assert one[0]["loss"] > 1  # a real cross-entropy, not a near-zero figure that any reduction would match
 
 
 def test_activation_checkpointing_leaves_the_update_unchanged(tiny, tmp_path):

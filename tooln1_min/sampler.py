@@ -137,6 +137,8 @@ def generate(model: Transformer, prompts: list[list[int]], *, n: int = 1, max_ne
     """
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
+    if max_batch_size < n:  # a prompt's n samples decode together (one prefill, copied): a chunk holds them all
+        raise ValueError(f"max_batch_size {max_batch_size} is smaller than n {n}: a prompt's samples decode together")
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
     if temperature < 0 or not 0 < top_p <= 1 or top_k < 0:
@@ -357,16 +359,18 @@ class _GraphedStep:
     at the addresses it was captured with: the chunk's cache, which compaction shrinks in place (a new batch size,
     so a new graph; sizes only fall). Capturing per chunk and dropping the graphs with the cache keeps their number
     bounded over a training run. The step is idempotent for given inputs (it writes the same K/V at the same
-    positions), so the warm-up runs before capture change nothing. Any capture failure falls back to the plain step.
+    positions), so the warm-up runs before capture change nothing. A capture failure falls back to the plain step
+    for the rest of the process (as a failed compile does), not to be tried again in every chunk.
     """
 
     captured = replayed = 0  # totals over the process (for tests and benchmarks)
+    failed = False  # set on the class by a failed capture
 
     def __init__(self, fn):
-        self.fn, self.graphs, self.failed = fn, {}, False
+        self.fn, self.graphs = fn, {}
 
     def __call__(self, model, cache, tokens, pos, keys, step_t, *consts):
-        if self.failed:
+        if _GraphedStep.failed:
             return self.fn(model, cache, tokens, pos, keys, step_t, *consts)
         # Streams and captures belong to the current device: make it the model's (cuda:1 with cuda:0 current).
         with torch.cuda.device(tokens.device) if tokens.is_cuda else contextlib.nullcontext():
@@ -382,9 +386,9 @@ class _GraphedStep:
             except Exception as e:  # noqa: BLE001 - e.g. an op that cannot be captured on this torch version
                 if stream is not None:  # a failed capture_end can leave the capture stream current
                     torch.cuda.set_stream(stream)
-                print(f"[sampler] CUDA graph capture failed ({type(e).__name__}: {e}); decoding without graphs",
-                      file=sys.stderr)
-                self.failed = True
+                print(f"[sampler] CUDA graph capture failed ({type(e).__name__}: {e}); decoding without graphs "
+                      "from now on", file=sys.stderr)
+                _GraphedStep.failed = True
                 return self.fn(model, cache, tokens, pos, keys, step_t, *consts)
         graph, inputs, outputs = self.graphs[B]
         for buf, x in zip(inputs, (tokens, pos, keys, step_t)):
