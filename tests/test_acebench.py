@@ -89,6 +89,9 @@ def test_lists_dicts_and_object_lists():
     ok, reason = ace_check(FUNCS, call(city="x", pax=[{"n": 1}]), {"flight_book": {"city": "x", "pax": [{"n": 1}]}},
                            "normal_atom_object_deep")
     assert not ok and "official checker raises" in reason               # the official run aborts here
+    deep = json.loads("[" * 700 + "]" * 700)  # decodes, but reading it back recurses past Python's limit
+    ok, reason = ace_check(FUNCS, call(city="x", legs=deep), legs, "normal_atom_list")
+    assert not ok and "nested too deeply" in reason                     # one wrong answer, not a crashed run
 
 
 def test_suffixes_non_one_to_one_matching_and_alternatives():

@@ -134,7 +134,7 @@ def test_rescore_recomputes_calls_and_scores_from_raw_text(bfcl_dir, tmp_path):
     outputs = [
         out(0, "simple_python", '<think>x</think><tool_call>[{"name": "math.hypot", "arguments": {"x": 3, "y": 4}}]'
                                 '</tool_call><tool_call>[]</tool_call>'),  # only the first block counts
-        out(1, "simple_python", '<tool_call>{"name": "math.hypot", "arguments": {"x": 5, "y": 13}}</tool_call>'),
+        out(1, "simple_python", '<tool_call>[{"name": "math.hypot", "arguments": {"x": 5, "y": 13}}]</tool_call>'),
         out(2, "simple_python", None, skipped=True, reason="prompt too long: 9999 tokens"),
         out(0, "irrelevance", "<think>no tool fits</think><tool_call>[]</tool_call>"),  # [] decodes to None
         out(1, "irrelevance", '<tool_call>[{"name": "math.hypot", "arguments": {"x": 1, "y": 1}}]</tool_call>'),

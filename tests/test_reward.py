@@ -246,13 +246,16 @@ WRONG_NAME = [{"name": "get_forecast", "arguments": {"city": "Paris", "days": 3}
 
 @pytest.mark.parametrize("completion,fp,np_", [
     (reply(dumps(ONE)), 1.0, 1.0),                               # all right
-    (reply(dumps(WRONG_ARGS)), 0.2, 0.4),                        # format + names
-    (reply(dumps(WRONG_NAME)), 0.2, 0.2),                        # format only
+    (reply(dumps(WRONG_ARGS)), 0.2, 0.4),                        # think + names
+    (reply(dumps(WRONG_NAME)), 0.2, 0.2),                        # think only
     (f"<tool_call>{dumps(ONE)}</tool_call>", 0.8, 0.8),          # right call, no think
     (f"<tool_call>{dumps(WRONG_ARGS)}</tool_call>", 0.0, 0.2),   # names only
-    (reply('[{"name": "get_weather"}]'), 0.0, 0.0),              # malformed call: no format credit
-    ("<think>x</think> no call", 0.0, 0.0),
-    (reply("[" * 100_000), 0.0, 0.0),
+    # the 0.2 pays for the think tags alone, whatever the call, as Tool-N1's compute_score_v3 / _v4 do
+    (reply('[{"name": "get_weather"}]'), 0.2, 0.2),              # malformed call
+    ("<think>x</think> no call", 0.2, 0.2),
+    (reply("{}"), 0.2, 0.2),
+    (reply("[" * 100_000), 0.2, 0.2),
+    ("no think, no call", 0.0, 0.0),
 ])
 def test_partial_rewards(completion, fp, np_):
     assert get_reward_fn("format_partial")(completion, ONE) == fp
@@ -354,14 +357,15 @@ def test_fuzz_arbitrary_json_never_raises():
     (None, False),
 ])
 def test_logged_format_rate_is_the_rewards_format_component(text, fmt, monkeypatch):
-    """One format test: the per-step `format` column (rollout's Episode.format_ok) and the 0.2 format part of
-    format_partial are the same verdict (they disagreed on `[1]` before)."""
+    """One format test: the per-step `format` column (rollout's Episode.format_ok) is the binary reward's format
+    half (they disagreed on `[1]` before)."""
     import tooln1_min.rollout as ro
-    from tooln1_min.reward import format_ok, format_partial_reward
+    from tooln1_min.reward import format_ok, tool_call_reward
     from tooln1_min.sampler import Sample
     assert format_ok(text) is fmt
-    wrong = [{"name": "other", "arguments": {"x": 1}}]  # never matches: the reward is the format part alone
-    assert format_partial_reward(text, wrong) == (0.2 if fmt else 0.0)
+    right = [{"name": "f", "arguments": {}}]
+    assert tool_call_reward(text, right) == (1.0 if fmt and text and '"f"' in text else 0.0)
+    wrong = [{"name": "other", "arguments": {"x": 1}}]
     if text is None:
         return
 

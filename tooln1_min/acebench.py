@@ -56,7 +56,10 @@ def ace_check(functions, model_calls, ground_truth, category) -> tuple[bool, str
         return False, "no decodable <tool_call> block"
     if not model_calls:
         return False, "no call"
-    calls = [{_squeeze(name): _squeeze(params)} for call in model_calls for name, params in call.items()]
+    try:
+        calls = [{_squeeze(name): _squeeze(params)} for call in model_calls for name, params in call.items()]
+    except RecursionError:  # absurdly nested arguments (json decodes deeper than this recurses): officially, output
+        return False, "arguments nested too deeply to read"  # it can't parse, one wrong answer
     reasons = []
     for answer in ground_truth if isinstance(ground_truth, list) else [ground_truth]:
         try:

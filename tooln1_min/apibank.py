@@ -7,8 +7,10 @@ folder (`apis/`, `init_database/`, `tool_manager.py`, `api_call_extraction.py`, 
 which exists only at commit 5c38bb7d of that repository (`git show 5c38bb7d:api-bank/json_test_data/level-1-api.json`).
 
 How a sample is judged (as evaluator_by_json.py's main loop does): the decoded calls are written as the dataset's
-text `[Name(key='value', ...), ...]` (each value as str(value)); the official regex takes the first bracketed call
-from it; a fresh ToolManager executes that API against the initial databases; the API's own
+text `[Name(key='value', ...), ...]` (each value as str(value)); the official regex reads one call from it, greedily:
+the first call's name with everything up to the last `)` as its arguments, so a reply of several calls is read as
+the first API given all of their arguments (a repeated key keeps the last value), as it would be had the model
+written API-Bank's own format; a fresh ToolManager executes that API against the initial databases; the API's own
 check_api_call_correctness compares the result with the ground truth, which is the dialogue file's turn at the
 sample's id (evaluator_by_json.Sample). Every exception in the official code, including those that abort its own
 run, makes the answer wrong with the reason given.

@@ -122,18 +122,17 @@ def _first_block(text: str) -> str | None:
 def decode_tool_calls(text: str) -> list[dict] | None:
     """The first <tool_call>...</tool_call> block as BFCL's decoded form [{name: arguments}], or None.
 
-    As in Tool-N1's BFCL handler, the block holds a JSON list of {"name", "arguments"} (a single object counts
-    as one call). None means a decode failure: no block, bad JSON, an empty list or a malformed element.
+    As in Tool-N1's BFCL handler, the block (stripped of any whitespace, as str.strip does) holds a JSON list of
+    {"name", "arguments"}; a bare object is a decode failure there (its handler iterates the object's keys), so it
+    is here. None means a decode failure: no block, bad JSON, not a list, an empty list or a malformed element.
     """
     block = _first_block(text) if isinstance(text, str) else None
     if block is None:
         return None
     try:
-        payload = json.loads(block)
+        payload = json.loads(block.strip())
     except (ValueError, RecursionError):  # JSONDecodeError is a ValueError; absurd nesting recurses
         return None
-    if isinstance(payload, dict):
-        payload = [payload]
     if not isinstance(payload, list) or not payload:
         return None
     calls = []
@@ -426,10 +425,12 @@ def _type_check(value, answers, expected: type, item_type: type | None) -> tuple
     answers' type differs from the schema's, the value is compared exactly, without string normalisation.
     """
     answer_type = _answer_type(answers)
-    if type(value) is expected and (item_type is None or _items_typed(value, answers, item_type)):
-        return True, answer_type is not None and answer_type is not expected
+    if type(value) is expected:
+        if item_type is None or _items_typed(value, answers, item_type):
+            return True, answer_type is not None and answer_type is not expected
+        return False, False  # official: a failed item check stays failed ([1, 3] for float items), variable or not
     if answer_type is not None and type(value) is answer_type:
-        return True, True  # also rescues lists whose items failed the item check: they compare exactly
+        return True, True
     return False, False
 
 

@@ -28,10 +28,10 @@ same block with `str.find` in linear time, so a 1 MB adversarial completion scor
 
 Reward-study variants (paper Sec. 5.4.1; select with `get_reward_fn(name)` or `REWARDS[name]`):
 
-- "format_partial": 0.2 * format_ok + 0.8 * calls_match. `format_ok` means steps 1-4 pass (think tags present
-  and a well-formed call list); `calls_match` is step 5 alone, so a right call without think tags still earns 0.8.
-  Possible values: 0, 0.2, 0.8, 1.0.
-- "name_partial": 0.2 * format_ok + 0.2 * names_match + 0.6 * calls_match, where `names_match` compares the
+- "format_partial": 0.2 * think + 0.8 * calls_match. `think` means the think tags are present (step 2 alone: as
+  in Tool-N1's code, the 0.2 does not ask for a well-formed call list); `calls_match` is step 5 alone, so a right
+  call without think tags still earns 0.8. Possible values: 0, 0.2, 0.8, 1.0.
+- "name_partial": 0.2 * think + 0.2 * names_match + 0.6 * calls_match, where `names_match` compares the
   multisets of function names only (it also holds when both lists are empty). Possible values: 0, 0.2, 0.4,
   0.6, 0.8, 1.0.
 - "strict": like "binary" but the scored text (after step 1, with trailing `<|im_end|>`/`<|endoftext|>` removed)
@@ -136,7 +136,8 @@ def _answer_list(answer) -> list | None:
 
 def format_ok(completion: str) -> bool:
     """The format half of Tool-N1's reward (steps 1-4 above): think tags present and the last tool_call block a
-    well-formed call list. The per-step `format` column and every reward variant use this one test."""
+    well-formed call list. The per-step `format` column, the binary and the strict reward use this one test (the
+    partial variants pay their 0.2 for the think tags alone, as Tool-N1's code does)."""
     if not isinstance(completion, str):
         return False
     text = assistant_part(completion)
@@ -147,41 +148,42 @@ def _format_ok(text: str, predicted) -> bool:
     return _well_formed(predicted) and has_think(text)
 
 
-def _score_parts(completion, answer) -> tuple[bool, bool, bool]:
-    """(format_ok, names_ok, calls_ok) for one completion; all False for non-str input or a bad answer."""
+def _score_parts(completion, answer) -> tuple[bool, bool, bool, bool]:
+    """(think, format_ok, names_ok, calls_ok) for one completion; all False for non-str input (the last two for a
+    bad answer)."""
     if not isinstance(completion, str):
-        return False, False, False
+        return False, False, False, False
     text = assistant_part(completion)
     predicted, answer = parse_tool_calls(text), _answer_list(answer)
-    fmt = _format_ok(text, predicted)
+    think, fmt = has_think(text), _format_ok(text, predicted)
     if predicted is None or answer is None:
-        return fmt, False, False
-    return fmt, names_match(predicted, answer), calls_match(predicted, answer)
+        return think, fmt, False, False
+    return think, fmt, names_match(predicted, answer), calls_match(predicted, answer)
 
 
 def tool_call_reward(completion: str, answer: list[dict]) -> float:
     """Tool-N1's binary reward: 1.0 iff think tags are present and the last tool_call block matches `answer`."""
     try:
-        format_ok, _, calls_ok = _score_parts(completion, answer)
+        _, format_ok, _, calls_ok = _score_parts(completion, answer)
         return 1.0 if format_ok and calls_ok else 0.0
     except Exception:  # a reward must never crash a training step; every known crash is handled above
         return 0.0
 
 
 def format_partial_reward(completion: str, answer: list[dict]) -> float:
-    """0.2 for a well-formed think + tool_call reply, plus 0.8 when the calls match."""
+    """0.2 for the think tags, plus 0.8 when the calls match."""
     try:
-        format_ok, _, calls_ok = _score_parts(completion, answer)
-        return round(0.2 * format_ok + 0.8 * calls_ok, 6)
+        think, _, _, calls_ok = _score_parts(completion, answer)
+        return round(0.2 * think + 0.8 * calls_ok, 6)
     except Exception:
         return 0.0
 
 
 def name_partial_reward(completion: str, answer: list[dict]) -> float:
-    """0.2 for the format, 0.2 when the function names match, 0.6 when the whole calls match."""
+    """0.2 for the think tags, 0.2 when the function names match, 0.6 when the whole calls match."""
     try:
-        format_ok, names_ok, calls_ok = _score_parts(completion, answer)
-        return round(0.2 * format_ok + 0.2 * names_ok + 0.6 * calls_ok, 6)
+        think, _, names_ok, calls_ok = _score_parts(completion, answer)
+        return round(0.2 * think + 0.2 * names_ok + 0.6 * calls_ok, 6)
     except Exception:
         return 0.0
 
