@@ -487,10 +487,10 @@ def save_or_stop(cfg, step, bad_steps, policy, optimizer, scheduler, mconf, devi
 
 # Settings a resume may change freely: how the run is logged, saved and computed, not what it learns (the run
 # folder's own path may change, the folder moved; a preset only sets others, and those are compared).
-RESUME_FREE = {"out", "preset", "resume", "overwrite", "allow_config_change", "max_steps", "epochs", "save_every", "keep_checkpoints",
-               "keep_every", "log_every", "log_to", "eval_data", "eval_every", "eval_max_new_tokens",
-               "micro_batch_tokens", "rollout_batch_size", "activation_checkpointing", "compile", "cpu_offload",
-               "max_bad_steps"}
+RESUME_FREE = {"out", "preset", "resume", "overwrite", "allow_config_change", "max_steps", "epochs", "save_every",
+               "keep_checkpoints", "keep_every", "log_every", "log_to", "eval_data", "eval_every",
+               "eval_max_new_tokens", "micro_batch_tokens", "rollout_batch_size", "activation_checkpointing", "compile",
+               "cpu_offload", "max_bad_steps"}
 
 
 def prepare_run(cfg, device) -> str | None:
