@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
-from tooln1_min.acebench import CATEGORIES, acebench_messages, acebench_report, ace_check, ground_truth_calls, \
-    load_acebench
+from tooln1_min.acebench import CATEGORIES, SINGLE_TURN, acebench_messages, acebench_report, ace_check, \
+    ground_truth_calls, load_acebench
 
 DOC = {"name": "flight_book", "description": "Book a flight.", "parameters": {"type": "object", "properties": {
     "city": {"type": "string"}, "seats": {"type": "integer"}, "price": {"type": "float"},
@@ -143,6 +143,12 @@ def test_loading_and_report(tmp_path):
     rep = acebench_report(outputs)
     assert rep["atom"]["accuracy"] == 0.5 and rep["single_turn"]["accuracy"] == 0.5 and rep["overall"]["total"] == 8
     assert rep["normal"]["ceiling"] == 1.0
+    # rounded as the official summary: each category to 3 decimals, then the mean of those (0.334, not 0.333)
+    single, parallel = SINGLE_TURN
+    rows = [{"category": single, "ok": False, "ceiling_ok": True}] + \
+        [{"category": parallel, "ok": i < 2, "ceiling_ok": True} for i in range(3)]
+    rep = acebench_report(rows)
+    assert rep["categories"][parallel]["accuracy"] == 0.667 and rep["single_turn"]["accuracy"] == 0.334
     with pytest.raises(SystemExit, match="no data_all/data_zh"):
         load_acebench(str(tmp_path), "zh")
 

@@ -72,6 +72,29 @@ def test_batch_invariance_and_seed_reproducibility(model):
     assert any(x[0].token_ids != x[1].token_ids for x in full)  # each sample has its own random stream
 
 
+def test_max_cache_tokens_bounds_every_chunk_and_names_a_bound_too_small(model, monkeypatch):
+    """max_cache_tokens splits the prompts into chunks whose caches fit (same samples as one chunk); a bound below
+    one prompt's n rows is refused by name (it used to run that chunk anyway: past the bound, an OOM on a GPU)."""
+    from tooln1_min import sampler
+    prompts = _prompts(4, lens=(4, 9, 2, 6, 3))
+    kw = dict(n=2, max_new_tokens=10, temperature=1.0, seed=5)
+    sizes = []
+
+    class Recording(sampler.KVCache):
+        def __init__(self, config, batch_size, max_len, **kw):
+            sizes.append(batch_size * max_len)
+            super().__init__(config, batch_size, max_len, **kw)
+
+    monkeypatch.setattr(sampler, "KVCache", Recording)
+    bounded = generate(model, prompts, max_cache_tokens=2 * 2 * 32, **kw)  # two prompts' rows of 32 at most
+    assert len(sizes) >= 3 and max(sizes) <= 128, sizes
+    free = generate(model, prompts, **kw)
+    assert [[s.token_ids for s in g] for g in bounded] == [[s.token_ids for s in g] for g in free]
+    with pytest.raises(ValueError, match=r"max_cache_tokens=40 can't hold one prompt's n=2 samples: prompt 1 "
+                                         r"\(9 tokens\) \+ max_new_tokens=10 needs 2 x 32 = 64"):
+        generate(model, prompts, max_cache_tokens=40, **kw)
+
+
 def test_stop_ids_and_max_new_tokens(model):
     prompts = _prompts(3)
     free = generate(model, prompts, n=2, max_new_tokens=12, temperature=1.0, seed=5)

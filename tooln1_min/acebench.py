@@ -268,23 +268,26 @@ def ground_truth_calls(ground_truth) -> list[dict]:
 
 def acebench_report(outputs: list[dict]) -> dict:
     """Per-category accuracy, Atom (mean of its 6 categories), Single-turn (mean of 2), their mean, the plain
-    accuracy over all records; each beside the ceiling (the ground truth through the same checker)."""
+    accuracy over all records; each beside the ceiling (the ground truth through the same checker). As in the
+    official summary, a category's accuracy is rounded to 3 decimals and a group's mean is taken of those rounded
+    figures, then rounded again (so a printed 0.1% digit is the official one); "all records" is not rounded."""
     def rate(key, cats):
         rows = [o for o in outputs if o["category"] in cats]
         return sum(o[key] for o in rows) / len(rows) if rows else None
 
-    per = {c: {"accuracy": rate("ok", [c]), "ceiling": rate("ceiling_ok", [c]),
+    per = {c: {"accuracy": round(rate("ok", [c]), 3), "ceiling": round(rate("ceiling_ok", [c]), 3),
                "total": sum(o["category"] == c for o in outputs)} for c in CATEGORIES
            if any(o["category"] == c for o in outputs)}
 
     def mean(cats, key):
         vals = [per[c][key] for c in cats if c in per]
-        return sum(vals) / len(vals) if vals else None
+        return round(sum(vals) / len(vals), 3) if vals else None
     summary = {"categories": per}
     for name, cats in (("atom", ATOM), ("single_turn", SINGLE_TURN)):
         summary[name] = {"accuracy": mean(cats, "accuracy"), "ceiling": mean(cats, "ceiling")}
     parts = [summary[k] for k in ("atom", "single_turn") if summary[k]["accuracy"] is not None]
-    summary["normal"] = {k: sum(p[k] for p in parts) / len(parts) if parts else None for k in ("accuracy", "ceiling")}
+    summary["normal"] = {k: round(sum(p[k] for p in parts) / len(parts), 3) if parts else None
+                         for k in ("accuracy", "ceiling")}
     summary["overall"] = {"accuracy": rate("ok", CATEGORIES), "ceiling": rate("ceiling_ok", CATEGORIES),
                           "total": len(outputs)}
     return summary

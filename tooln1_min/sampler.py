@@ -164,14 +164,21 @@ def generate(model: Transformer, prompts: list[list[int]], *, n: int = 1, max_ne
     if sync_every < 1:
         raise ValueError(f"sync_every must be >= 1, got {sync_every}")
     step_fn = _compiled_step() if compile else _decode_step
-    if max_cache_tokens is None and device.type == "cuda":
+    auto_budget = max_cache_tokens is None and device.type == "cuda"
+    if auto_budget:
         max_cache_tokens = cache_budget(model, device, max_batch_size)
 
     order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))  # similar lengths share a chunk
     per_chunk = max(1, max_batch_size // n)
-    if max_cache_tokens:
+    if max_cache_tokens is not None:
         longest = _cache_len(len(prompts[order[0]]), max_new_tokens, max_len)
-        per_chunk = max(1, min(per_chunk, max_cache_tokens // (n * longest)))
+        if max_cache_tokens < n * longest:  # a chunk holds at least one prompt's n rows: it would not fit
+            raise ValueError(
+                f"a KV cache of max_cache_tokens={max_cache_tokens}"
+                f"{' (70% of the free GPU memory)' if auto_budget else ''} can't hold one prompt's n={n} samples: "
+                f"prompt {order[0]} ({len(prompts[order[0]])} tokens) + max_new_tokens={max_new_tokens} needs "
+                f"{n} x {longest} = {n * longest}; lower n or max_new_tokens, shorten the prompt, or free memory")
+        per_chunk = min(per_chunk, max_cache_tokens // (n * longest))
     results: list[list[Sample] | None] = [None] * len(prompts)
     chunks = [order[i:i + per_chunk] for i in range(0, len(order), per_chunk)]
     report = _Progress(progress)
