@@ -264,6 +264,29 @@ def test_compiled_decode_step_equals_eager_and_compiles_once():
         torch._dynamo.reset()
 
 
+@needs_cxx
+def test_a_first_batch_as_wide_as_head_dim_compiles_once(model):
+    """torch.compile's duck shaping gave a first batch of head_dim rows (64 rows at Qwen2.5-0.5B's head_dim 64) one
+    symbol for both sizes, so that graph served only batch == head_dim and the next batch compiled again."""
+    import torch._dynamo
+    from torch._dynamo.utils import counters
+
+    from tooln1_min import sampler
+    assert model.config.head_dim == 8
+    torch._dynamo.reset()
+    counters.clear()
+    sampler._COMPILED = None
+    try:
+        for call, rows in enumerate((8, 3, 5, 6)):  # no 1 or 2 rows: 0/1 specialise, 2 is the kv head count
+            generate(model, _prompts(call, lens=[3 + (i * 5) % 6 for i in range(rows)]), n=1, max_new_tokens=6,
+                     temperature=0.7, compile=True, sync_every=100)
+        assert sampler._COMPILED is not sampler._decode_step, "compilation failed and fell back to eager"
+        assert counters["stats"]["unique_graphs"] == 2, dict(counters["stats"])  # the block and the sampling
+    finally:
+        sampler._COMPILED = None
+        torch._dynamo.reset()
+
+
 def test_cache_budget_from_free_gpu_memory(monkeypatch, model):
     """The CUDA default for max_cache_tokens (CI has no GPU: the memory queries are stood in for)."""
     from tooln1_min.sampler import cache_budget

@@ -7,6 +7,7 @@ as ordinary HF folders with no renaming table. One forward serves three uses:
   decode     model(input_ids (B, 1), position_ids (B, 1), cache=cache)  writes K/V at each row's own position
 This file knows nothing about distribution or sampling.
 """
+import contextlib
 import json
 import os
 from dataclasses import asdict, dataclass, field
@@ -110,6 +111,18 @@ def allow_recompiles(n: int):
     cfg = torch._dynamo.config
     name = "recompile_limit" if hasattr(cfg, "recompile_limit") else "cache_size_limit"  # renamed in torch 2.6
     setattr(cfg, name, max(getattr(cfg, name), n))
+
+
+def no_duck_shapes():
+    """A context in which torch.compile gives each dynamic dimension its own symbol. By default ("duck shaping")
+    dimensions of equal size at the first call share one: a decode batch of 64 rows at head_dim 64 compiled a graph
+    for batch == head_dim, and the next batch size compiled again (one wasted compile per process; batches of 64
+    or 128 rows are common). The switch is private; where a torch version lacks it this is a no-op."""
+    try:
+        from torch.fx.experimental import _config
+    except ImportError:
+        return contextlib.nullcontext()
+    return _config.patch(use_duck_shape=False) if hasattr(_config, "use_duck_shape") else contextlib.nullcontext()
 
 
 class KVCache:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .model import KVCache, Transformer, allow_recompiles
+from .model import KVCache, Transformer, allow_recompiles, no_duck_shapes
 
 _M32 = 0xFFFFFFFF
 
@@ -342,7 +342,8 @@ def _compiled_step():
             if _COMPILED is _decode_step:  # an earlier call failed to compile: don't try again on every step
                 return _decode_step(*args)
             try:
-                return compiled(*args)
+                with no_duck_shapes():  # else a first batch of 64 rows at head_dim 64 compiles twice
+                    return compiled(*args)
             except Exception as e:  # noqa: BLE001 - any compiler failure
                 if torch.cuda.is_available() and torch.cuda.is_current_stream_capturing():
                     raise  # a capture failure, not a compile one: _GraphedStep handles it
