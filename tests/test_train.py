@@ -129,7 +129,7 @@ tdist.init_distributed("cpu")
 ref = make_model("qwen2_gqa_tied")
 model = tdist.build_sharded(ref.config, torch.device("cpu"), compile=True)
 tdist.load_full_state(model, ref.state_dict())
-for T in (9, 14):
+for T in (8, 14):  # 8 == head_dim first: duck shaping made that graph serve T == 8 only
     ids = torch.randint(0, 160, (3, T))
     packed = torch.cat([torch.arange(4), torch.arange(T - 4)]).expand(3, T)
     model(ids).float().pow(2).mean().backward()
@@ -144,13 +144,14 @@ torch.distributed.destroy_process_group()
 @needs_cxx
 def test_compiled_fsdp_blocks_have_no_graph_breaks():
     """Each FSDP-wrapped block compiles whole (a graph break splits it into pieces and loses the fusion), for
-    masked and unmasked, grad and no-grad forwards, varying lengths, without recompiling per shape."""
+    masked and unmasked, grad and no-grad forwards, varying lengths, without recompiling per shape (a first length
+    equal to head_dim compiled twice under torch's duck shaping: 4 graphs instead of 2)."""
     env = dict(os.environ, OMP_NUM_THREADS="1")
     res = subprocess.run([sys.executable, "-c", GRAPH_BREAK_PROBE], cwd=ROOT, capture_output=True, text=True,
                          timeout=600, env=env)
     assert res.returncode == 0, res.stderr[-3000:]
     _, breaks, _, graphs = res.stdout.split()
-    assert int(breaks) == 0 and int(graphs) <= 4, res.stdout
+    assert int(breaks) == 0 and int(graphs) <= 2, res.stdout
 
 
 def test_filter_groups_skips_groups_without_signal(tiny, tmp_path):

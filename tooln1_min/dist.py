@@ -14,7 +14,7 @@ from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_
 from torch.distributed.fsdp import CPUOffloadPolicy, MixedPrecisionPolicy, fully_shard
 from torch.utils.checkpoint import checkpoint
 
-from .model import ModelConfig, Transformer, allow_recompiles
+from .model import ModelConfig, Transformer, allow_recompiles, no_duck_shapes
 
 
 def init_distributed(device: str | None = None):
@@ -86,6 +86,17 @@ def sync_sampler(policy, sampler_model):
         raise RuntimeError(f"sync_sampler: the policy has no {sorted(target)}")
 
 
+def _compiled(forward):
+    """forward under torch.compile with dynamic shapes and no duck shaping (model.no_duck_shapes: else a first
+    micro-batch of head_dim tokens compiles a graph for T == head_dim only, and the next length compiles again)."""
+    compiled = torch.compile(forward, dynamic=True)
+
+    def run(*args, **kwargs):
+        with no_duck_shapes():
+            return compiled(*args, **kwargs)
+    return run
+
+
 def build_sharded(config: ModelConfig, device, param_dtype=None, checkpointing=False, cpu_offload=False,
                   compile=False, per_block: bool | None = None):
     """A Transformer with every block (see shard_per_block), then the root, fully_shard-ed (FSDP2). Weights are
@@ -106,7 +117,7 @@ def build_sharded(config: ModelConfig, device, param_dtype=None, checkpointing=F
         allow_recompiles(64)
     for block in model.model.layers:
         if compile:
-            block.forward = torch.compile(block.forward, dynamic=True)
+            block.forward = _compiled(block.forward)
         if checkpointing:  # recompute each block in backward
             block.forward = _checkpointed(block.forward)
     mp = MixedPrecisionPolicy(param_dtype=param_dtype, reduce_dtype=torch.float32) if param_dtype else None
