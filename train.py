@@ -32,7 +32,7 @@ from tooln1_min.batching import collate, forward_logprobs, make_sequences, pad_p
 from tooln1_min.data import load_records, render_target, shuffle_records
 from tooln1_min.dist import log, sync_sampler
 from tooln1_min.grpo import LOSS_AGG_MODES, grpo_loss, group_advantages
-from tooln1_min.model import ModelConfig, Transformer
+from tooln1_min.model import ModelConfig, Transformer, read_json
 from tooln1_min.reward import get_reward_fn
 from tooln1_min.rollout import encode_prompts, heldout_eval, rollout
 from tooln1_min.tokenizer import Tokenizer
@@ -287,8 +287,10 @@ def sft_step(cfg, records, prompt_ids, tok, policy, optimizer, scheduler, device
 def read_model_config(path, tok) -> ModelConfig:
     """The checkpoint's config, checked against its tokenizer before any weight is read."""
     source = os.path.join(path, "config.json")
-    with open(source) as f:
-        mconf = ModelConfig.from_dict(json.load(f), source=source)
+    try:
+        mconf = ModelConfig.from_dict(read_json(source), source=source)
+    except (OSError, ValueError) as e:
+        raise SystemExit(f"--model {path}: {e}") from None
     if mconf.vocab_size < tok.vocab_size:
         raise SystemExit(f"--model {path}: the model's vocab_size {mconf.vocab_size} is smaller than its "
                          f"tokenizer's {tok.vocab_size} ids (every id must have an embedding row)")
@@ -388,7 +390,7 @@ def train(cfg: TrainConfig):
     evals = {}
     if cfg.eval_data and start == 0:
         evals["before"] = evaluate(cfg, sampler_model, tok, rank, world, device, "before", loggers, 0)
-    bad_steps = 0
+    bad_steps, due = 0, False
     for step in range(start, max_steps):
         # Deterministic data order: epoch e is a seeded shuffle; step s takes its own slice (resume-exact).
         epoch, k = divmod(step, steps_per_epoch)
@@ -410,9 +412,9 @@ def train(cfg: TrainConfig):
             metrics.update({f"eval_{k}": v for k, v in
                             evaluate(cfg, sampler_model, tok, rank, world, device, None).items()})
         write_metrics(cfg, metrics, loggers, last)
-        if (step + 1) % cfg.save_every == 0 or last or bad_steps:
-            save_or_stop(cfg, step + 1, bad_steps, policy, optimizer, scheduler, mconf, device,
-                         due=(step + 1) % cfg.save_every == 0 or last)
+        due = due or (step + 1) % cfg.save_every == 0 or last  # a save a skipped step passed on stays due
+        if due or bad_steps:
+            due = save_or_stop(cfg, step + 1, bad_steps, last, policy, optimizer, scheduler, mconf, device, due)
     if cfg.eval_data:
         sync_sampler(policy, sampler_model)
         evals["after"] = evaluate(cfg, sampler_model, tok, rank, world, device, "after", loggers, max_steps)
@@ -449,6 +451,12 @@ def restore(cfg, resume_from, policy, optimizer, scheduler, sampler_model) -> in
         scheduler.load_state_dict(state["scheduler"])
     else:  # a checkpoint from before the schedule was saved: it had made this many updates
         scheduler.last_epoch = state["step"] * (cfg.batch_size // cfg.mini_batch_size)
+    # The optimizer's and schedule's saved hyperparameters give way to this run's (the same unless
+    # --allow-config-change let them change: "lower the lr and resume" must lower it); the lr where the schedule is.
+    for group, factor in zip(optimizer.param_groups, scheduler.lr_lambdas):
+        group.update(initial_lr=cfg.lr, lr=cfg.lr * factor(scheduler.last_epoch), weight_decay=cfg.weight_decay,
+                     betas=(0.9, cfg.adam_beta2))
+    scheduler.base_lrs = [cfg.lr] * len(optimizer.param_groups)
     sync_sampler(policy, sampler_model)
     if tdist.is_main():
         ckpt.truncate_metrics(cfg.out, state["step"])
@@ -467,22 +475,28 @@ def write_metrics(cfg, metrics, loggers, last):
         print(format_line(metrics), flush=True)
 
 
-def save_or_stop(cfg, step, bad_steps, policy, optimizer, scheduler, mconf, device, due):
-    """Save a checkpoint when one is due, never from a step whose update was skipped nor with non-finite weights;
-    stop after max_bad_steps skipped steps in a row, before anything is saved."""
+def save_or_stop(cfg, step, bad_steps, last, policy, optimizer, scheduler, mconf, device, due) -> bool:
+    """Save a checkpoint when one is due, never with non-finite weights, and not from a step whose update was
+    skipped: that save waits for the next good step (the last step saves anyway: a skipped update left the weights
+    as they were, and a finished run must not end without its final checkpoint). Stop after max_bad_steps skipped
+    steps in a row, before anything is saved. Returns whether a save is still due."""
     latest = ckpt.latest_checkpoint(cfg.out) or "none"
     if bad_steps >= cfg.max_bad_steps:
         raise SystemExit(f"step {step}: {bad_steps} steps in a row with a non-finite loss or gradient norm (updates "
                          f"skipped); stopping before anything is saved. The last good checkpoint: {latest}")
     if not due:
-        return
-    if bad_steps:
-        log(f"step {step}: not saved (its update was skipped: non-finite loss or gradient norm)")
-    elif not tdist.weights_finite(policy, device):
+        return False
+    if bad_steps and not last:
+        log(f"step {step}: not saved (its update was skipped: non-finite loss or gradient norm); "
+            "saving at the next good step")
+        return True
+    if not tdist.weights_finite(policy, device):
         raise SystemExit(f"step {step}: the weights hold NaN or inf; not saving them over {latest}")
-    else:
-        ckpt.save_checkpoint(cfg.out, step, policy, optimizer, {"scheduler": scheduler.state_dict()}, cfg.model,
-                             mconf, cfg.keep_checkpoints, cfg.keep_every)
+    if bad_steps:
+        log(f"step {step}: the last step's update was skipped; saving the weights it left unchanged")
+    ckpt.save_checkpoint(cfg.out, step, policy, optimizer, {"scheduler": scheduler.state_dict()}, cfg.model,
+                         mconf, cfg.keep_checkpoints, cfg.keep_every)
+    return False
 
 
 # Settings a resume may change freely: how the run is logged, saved and computed, not what it learns (the run
@@ -513,6 +527,11 @@ def prepare_run(cfg, device) -> str | None:
     if held and not (cfg.overwrite or cfg.resume == "auto"):
         raise SystemExit(f"--out {cfg.out} already holds a run ({held}). Pass --resume to continue it, --resume "
                          "auto to continue it if it has a checkpoint, or --overwrite to delete it and start over")
+    if held:
+        inside = ckpt.run_file_holding(cfg.out, cfg.model)
+        if inside:
+            raise SystemExit(f"--overwrite would delete --model {cfg.model} (it is in {inside}, a file of the run "
+                             f"in {cfg.out}); copy it elsewhere first, or start the new run in another --out")
     if tdist.is_main():
         if held:
             ckpt.clear_run(cfg.out)

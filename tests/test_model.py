@@ -238,6 +238,29 @@ def test_missing_shard(tmp_path):
         Transformer.from_pretrained(str(tmp_path))
 
 
+def test_unreadable_files_are_named(tmp_path):
+    """A config or index that is not JSON, an index without its weight_map, a shard cut short: each error names the
+    file (they were a bare JSONDecodeError, KeyError 'weight_map' and SafetensorError)."""
+    make_model("qwen2_gqa_tied").save_pretrained(tmp_path, max_shard_bytes=8_000)
+    index = tmp_path / "model.safetensors.index.json"
+    good_index, good_config = index.read_text(), (tmp_path / "config.json").read_text()
+    (tmp_path / "config.json").write_text(good_config[:-5])
+    with pytest.raises(ValueError, match=r"config\.json: not valid JSON"):
+        Transformer.from_pretrained(str(tmp_path))
+    (tmp_path / "config.json").write_text(good_config)
+    index.write_text("{")
+    with pytest.raises(ValueError, match=r"index\.json: not valid JSON"):
+        Transformer.from_pretrained(str(tmp_path))
+    index.write_text(json.dumps({"metadata": {}}))
+    with pytest.raises(ValueError, match=r"index\.json: no \"weight_map\""):
+        Transformer.from_pretrained(str(tmp_path))
+    index.write_text(good_index)
+    shard = sorted(f for f in os.listdir(tmp_path) if f.endswith(".safetensors"))[0]
+    (tmp_path / shard).write_bytes((tmp_path / shard).read_bytes()[:5])
+    with pytest.raises(ValueError, match=f"{shard}: not a readable safetensors file"):
+        Transformer.from_pretrained(str(tmp_path))
+
+
 def test_wrong_shape_and_missing_and_unknown_tensor(tmp_path):
     dst = _copy_fixture(tmp_path)
     state = load_file(dst / "model.safetensors")

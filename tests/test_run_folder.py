@@ -114,6 +114,81 @@ def test_nan_steps_stop_before_saving_over_good_weights(tiny, tmp_path, monkeypa
     assert [m["skipped_updates"] for m in metrics[2:]] == [2, 2, 2]  # both updates of each step skipped
 
 
+def _nan_at(monkeypatch, steps):
+    """Make every update of the given (1-based) steps non-finite."""
+    real_step, real_loss, now = train_script.grpo_step, train_script.grpo_loss, {}
+
+    def step_fn(cfg, step, *a, **k):
+        now["bad"] = step + 1 in steps
+        return real_step(cfg, step, *a, **k)
+    monkeypatch.setattr(train_script, "grpo_step", step_fn)
+    monkeypatch.setattr(train_script, "grpo_loss",
+                        lambda *a, **k: (lambda r: (r[0] * float("nan") if now["bad"] else r[0], r[1]))(real_loss(*a, **k)))
+
+
+def test_a_save_a_skipped_step_passed_on_happens_at_the_next_good_step(tiny, tmp_path, monkeypatch):
+    """A due save is not made from a skipped step, but it stays due (it was dropped: up to save_every steps lost);
+    the last step saves even when its update was skipped (a finished run ended with no final checkpoint)."""
+    base, data = tiny
+    _nan_at(monkeypatch, {2})
+    _train(*_args(base, data, tmp_path / "mid", max_steps=4, save_every=2, keep_checkpoints=5))
+    assert [s for s, _ in ckpt.step_dirs(tmp_path / "mid")] == [3, 4]
+    _nan_at(monkeypatch, {3})
+    _train(*_args(base, data, tmp_path / "last", max_steps=3))
+    assert ckpt.read_state(ckpt.latest_checkpoint(tmp_path / "last"))["step"] == 3
+    metrics = [json.loads(line) for line in open(tmp_path / "last" / "metrics.jsonl")]
+    assert metrics[-1]["skipped_updates"] > 0
+
+
+def test_allowed_config_change_takes_effect(tiny, tmp_path):
+    """--allow-config-change with a new --lr / --weight-decay resumes with them (the optimizer's and schedule's
+    saved values won: "lower the lr and resume" kept the old one while config_changes.jsonl said otherwise)."""
+    base, data = tiny
+    out = tmp_path / "run"
+    _train(*_args(base, data, out, max_steps=1, lr=1e-3))
+    _train(*_args(base, data, out, "--resume", "--allow-config-change", max_steps=2, lr=1e-5))
+    metrics = [json.loads(line) for line in open(out / "metrics.jsonl")]
+    assert metrics[0]["lr"] == pytest.approx(1e-3) and metrics[1]["lr"] == pytest.approx(1e-5)
+    changes = [json.loads(line) for line in open(out / "config_changes.jsonl")]
+    assert changes[0]["changed"]["lr"] == {"was": 1e-3, "now": 1e-5}
+
+
+def test_overwrite_refuses_to_delete_the_model_it_trains_from(tiny, tmp_path):
+    base, data = tiny
+    out = tmp_path / "run"
+    _train(*_args(base, data, out, max_steps=1))
+    with pytest.raises(SystemExit, match="--overwrite would delete --model .*checkpoint"):
+        _train(*_args(str(out / "checkpoint" / "hf"), data, out, "--overwrite", max_steps=1))
+    assert _steps(out) == [1] and os.path.isfile(out / "checkpoint" / "hf" / "config.json")
+
+
+def test_a_torn_last_metrics_line_does_not_block_resume(tiny, tmp_path):
+    """A crash while a metrics line was written leaves it cut short: resume drops it; a bad line before the last is
+    an error naming the file and line."""
+    base, data = tiny
+    out = tmp_path / "run"
+    _train(*_args(base, data, out, max_steps=1))
+    with open(out / "metrics.jsonl", "a") as f:
+        f.write('{"step": 2, "epoch": 0, "rew')
+    _train(*_args(base, data, out, "--resume", max_steps=2))
+    assert _steps(out) == [1, 2]
+    lines = open(out / "metrics.jsonl").read().splitlines()
+    open(out / "metrics.jsonl", "w").write("\n".join([lines[0], "{oops", lines[1]]) + "\n")
+    with pytest.raises(SystemExit, match=r"metrics.jsonl:2: not a JSON line"):
+        _train(*_args(base, data, out, "--resume", max_steps=3))
+
+
+def test_leftovers_of_a_crashed_save_are_cleaned_by_the_next(tiny, tmp_path):
+    base, data = tiny
+    out = tmp_path / "run"
+    _train(*_args(base, data, out, max_steps=1))
+    os.makedirs(out / "checkpoints" / ".step-7.tmp" / "hf")  # a save of step 7 killed midway (save_every changed)
+    os.symlink("checkpoints/step-1", out / ".checkpoint.99999.link")  # a pointer switch killed midway
+    _train(*_args(base, data, out, "--resume", max_steps=2))
+    assert not [n for n in os.listdir(out / "checkpoints") if n.startswith(".")]
+    assert not [n for n in os.listdir(out) if n.startswith(".checkpoint")]
+
+
 def test_nan_weights_are_never_saved(tiny, tmp_path):
     base, data = tiny
     bad = tmp_path / "bad"

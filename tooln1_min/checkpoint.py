@@ -90,6 +90,25 @@ def clear_run(out: str):
             os.remove(path)
         elif os.path.isdir(path):
             shutil.rmtree(path)
+    _remove_links(out)
+
+
+def _remove_links(out: str):
+    """The temporary links of pointer switches (`.checkpoint.<pid>.link`)."""
+    for name in os.listdir(out):
+        if name.startswith(f".{POINTER}.") and name.endswith(".link"):
+            os.remove(os.path.join(out, name))
+
+
+def run_file_holding(out: str, path: str) -> str | None:
+    """The run file or folder of `out` (what clear_run deletes) that holds `path`, links followed; else None."""
+    target = os.path.realpath(path)
+    for name in RUN_FILES:
+        for place in {os.path.join(out, name), os.path.realpath(os.path.join(out, name))}:
+            if os.path.lexists(place) and (target == os.path.realpath(place) or
+                                           target.startswith(os.path.realpath(place) + os.sep)):
+                return place
+    return None
 
 
 def check_shared_folder(out: str, device):
@@ -120,7 +139,9 @@ def save_checkpoint(out: str, step: int, model, optimizer, trainer_state: dict, 
     final, tmp = os.path.join(root, f"step-{step}"), os.path.join(root, f".step-{step}.tmp")
     if is_main():
         os.makedirs(root, exist_ok=True)
-        shutil.rmtree(tmp, ignore_errors=True)
+        for name in os.listdir(root):  # this save's own temporary, and any a crashed save of another step left
+            if name.startswith(".step-") and name.endswith(".tmp"):
+                shutil.rmtree(os.path.join(root, name), ignore_errors=True)
         os.makedirs(tmp)
     dist.barrier()
     full = gather_full_state(model)  # collective: every rank takes part
@@ -136,14 +157,33 @@ def save_checkpoint(out: str, step: int, model, optimizer, trainer_state: dict, 
     if is_main():
         with open(os.path.join(tmp, "trainer_state.json"), "w") as f:
             json.dump(dict(trainer_state, step=step, rng=_rng_state()), f, indent=1)
+        _fsync_tree(tmp)  # on disk before it is published and older checkpoints are deleted (a power cut)
         if os.path.exists(final):  # the same step saved again (a resumed run): the pointer may name it
             _point(out, tmp)
             shutil.rmtree(final)
         os.rename(tmp, final)
+        _fsync(root)
         _point(out, final)
+        _fsync(out)
         _prune(out, keep, keep_every)
     dist.barrier()
     return final
+
+
+def _fsync(path: str):
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_tree(path: str):
+    """fsync every file and folder below path (the other ranks' shards too), then path itself."""
+    for folder, _, files in os.walk(path, topdown=False):
+        for name in files:
+            _fsync(os.path.join(folder, name))
+        _fsync(folder)
 
 
 def _point(out: str, target: str):
@@ -153,9 +193,8 @@ def _point(out: str, target: str):
     if os.path.isdir(pointer) and not os.path.islink(pointer):
         step = read_state(pointer)["step"] if _complete(pointer) else 0
         os.rename(pointer, os.path.join(out, STEPS, f"step-{step}" if step else ".legacy-incomplete"))
+    _remove_links(out)  # this process's, and any a killed one left
     link = os.path.join(out, f".{POINTER}.{os.getpid()}.link")
-    if os.path.lexists(link):
-        os.remove(link)
     os.symlink(os.path.relpath(target, out), link)
     os.replace(link, pointer)
 
@@ -189,7 +228,18 @@ def truncate_metrics(out: str, step: int):
     if not os.path.isfile(path):
         return
     with open(path) as f:
-        lines = [line for line in f if line.strip() and json.loads(line).get("step", 0) <= step]
+        numbered = [(n, line) for n, line in enumerate(f, 1) if line.strip()]
+    lines = []
+    for i, (n, line) in enumerate(numbered):
+        try:
+            record = json.loads(line)
+        except ValueError as e:
+            if i + 1 < len(numbered):
+                raise SystemExit(f"{path}:{n}: not a JSON line ({e}); fix or delete that line to resume") from None
+            print(f"{path}:{n}: dropped a last line cut short (a crash while it was written)", flush=True)
+            continue
+        if record.get("step", 0) <= step:
+            lines.append(line if line.endswith("\n") else line + "\n")
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
         f.writelines(lines)

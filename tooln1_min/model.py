@@ -364,8 +364,7 @@ class Transformer(nn.Module):
         cfg_path = os.path.join(path, "config.json")
         if not os.path.isfile(cfg_path):
             raise FileNotFoundError(f"{cfg_path} not found: {path!r} is not a Hugging Face checkpoint folder")
-        with open(cfg_path) as f:
-            config = ModelConfig.from_dict(json.load(f), source=cfg_path)
+        config = ModelConfig.from_dict(read_json(cfg_path), source=cfg_path)
         with torch.device("meta"):  # no memory until the real tensors are assigned
             model = cls(config)
         expected = {k: v for k, v in model.state_dict().items()}
@@ -431,12 +430,22 @@ def save_pretrained(config: ModelConfig, state: dict, path: str, max_shard_bytes
         json.dump(config_dict, f, indent=2)
 
 
+def read_json(path: str):
+    """A JSON file's content; a file that does not parse is an error naming it."""
+    with open(path, encoding="utf-8") as f:
+        try:
+            return json.load(f)
+        except ValueError as e:
+            raise ValueError(f"{path}: not valid JSON ({e})") from None
+
+
 def _read_safetensors(path: str, device="cpu"):
     """Yield (name, tensor) from model.safetensors or from the shards listed in model.safetensors.index.json."""
     single, index = os.path.join(path, "model.safetensors"), os.path.join(path, "model.safetensors.index.json")
     if os.path.isfile(index):
-        with open(index) as f:
-            weight_map = json.load(f)["weight_map"]
+        weight_map = read_json(index).get("weight_map")
+        if not isinstance(weight_map, dict):
+            raise ValueError(f"{index}: no \"weight_map\" object (tensor name -> shard file)")
         files = sorted(set(weight_map.values()))
         for fname in files:
             if not os.path.isfile(os.path.join(path, fname)):
@@ -446,6 +455,10 @@ def _read_safetensors(path: str, device="cpu"):
     else:
         raise FileNotFoundError(f"{path}: no model.safetensors and no model.safetensors.index.json")
     for fname in files:
-        with safe_open(os.path.join(path, fname), framework="pt", device="cpu") as f:
+        try:
+            f = safe_open(os.path.join(path, fname), framework="pt", device="cpu")
+        except Exception as e:  # noqa: BLE001 - safetensors' own error type: a cut-short or foreign file
+            raise ValueError(f"{os.path.join(path, fname)}: not a readable safetensors file ({e})") from None
+        with f:
             for name in f.keys():
                 yield name, f.get_tensor(name)
