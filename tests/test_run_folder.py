@@ -226,6 +226,27 @@ def test_resume_is_exact_with_warmup_two_updates_per_step_and_two_ranks(tiny, tm
     assert lr[0] == lr[1] == pytest.approx([1e-2 * 3 / 8, 1e-2 * 5 / 8, 1e-2 * 7 / 8, 1e-2])  # 2 updates a step
 
 
+def test_resume_is_exact_when_the_updates_move_the_weights(tiny, tmp_path, monkeypatch):
+    """A reward that pays (a hash of the completion: the untrained model never earns the real one), so gradients,
+    AdamW's moments and the schedule all carry state across the resume: bit-identical weights and metrics."""
+    import zlib
+
+    from tooln1_min import reward
+    monkeypatch.setitem(reward.REWARDS, "binary", lambda completion, answer: float(zlib.crc32(completion.encode()) % 2))
+    base, data = tiny
+    kw = dict(lr=1e-2, warmup_steps=3, lr_decay="cosine", n=4, max_steps=4, save_every=2)
+    _train(*_args(base, data, tmp_path / "full", **kw))
+    _train(*_args(base, data, tmp_path / "split", **{**kw, "max_steps": 2}))
+    _train(*_args(base, data, tmp_path / "split", "--resume", **kw))
+    a, b = _weights(tmp_path / "full"), _weights(tmp_path / "split")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    ma, mb = ([json.loads(line) for line in open(tmp_path / r / "metrics.jsonl")] for r in ("full", "split"))
+    keys = ("reward", "loss", "kl", "grad_norm")
+    assert [[m[k] for k in keys] for m in ma] == [[m[k] for k in keys] for m in mb]
+    assert [m["lr"] for m in ma[2:]] == [m["lr"] for m in mb[2:]]  # (step 2 logs the next lr of a 2-step run)
+    assert all(m["grad_norm"] > 0 for m in ma[2:]) and len({m["reward"] for m in ma}) > 1
+
+
 def test_resume_refuses_changed_settings_unless_allowed(tiny, tmp_path):
     base, data = tiny
     out = tmp_path / "run"
