@@ -166,11 +166,15 @@ def find_data(bfcl_dir: str | None) -> str:
 def run_bfcl(args) -> dict:
     categories = parse_categories(args.categories)  # bad names and missing data fail before the model loads
     data_dir = find_data(args.bfcl_dir)
+    try:
+        loaded = [bfcl.load_category(data_dir, c, args.limit) for c in categories]
+    except (OSError, ValueError) as e:
+        raise SystemExit(f"--bfcl-dir {data_dir}: {e}") from None
     device, dtype = pick_device(args.device, args.dtype)
     model, tokenizer = load_checkpoint(args.model, device, dtype)
     outputs, t_all = [], time.time()
-    for i, category in enumerate(categories):
-        entries = bfcl.load_category(data_dir, category, args.limit)
+    path = args.out or "bfcl_results.json"
+    for i, (category, entries) in enumerate(zip(categories, loaded)):
         log(f"[{i + 1}/{len(categories)}] {category}: {len(entries)} entries, greedy, <= {args.max_new_tokens} "
             "new tokens")
         t0 = time.time()
@@ -180,13 +184,15 @@ def run_bfcl(args) -> dict:
         log(f"[{i + 1}/{len(categories)}] {category}: {correct}/{len(scored)} correct "
             f"({100 * correct / max(len(scored), 1):.1f}%) in {time.time() - t0:.0f} s")
         outputs += scored
-    summary = bfcl_report(outputs)
-    print_report(summary)
-    result = {"bench": "bfcl", "model": args.model, "bfcl_dir": data_dir, "summary": summary, "outputs": outputs,
-              "settings": {"categories": categories, "limit": args.limit, "max_new_tokens": args.max_new_tokens,
-                           "batch_size": args.batch_size, "device": device, "dtype": str(dtype).split(".")[-1],
-                           "language_hints": not args.no_language_hints, "seconds": round(time.time() - t_all)}}
-    write_json(args.out or "bfcl_results.json", result)
+        result = {"bench": "bfcl", "model": args.model, "bfcl_dir": data_dir, "summary": bfcl_report(outputs),
+                  "outputs": outputs,
+                  "settings": {"categories": categories[:i + 1], "limit": args.limit,
+                               "max_new_tokens": args.max_new_tokens, "batch_size": args.batch_size, "device": device,
+                               "dtype": str(dtype).split(".")[-1], "language_hints": not args.no_language_hints,
+                               "seconds": round(time.time() - t_all)}}
+        # after each category, so a crash later keeps the finished ones (--rescore reads a partial file too)
+        write_json(path, result, quiet=i + 1 < len(categories))
+    print_report(result["summary"])
     return result
 
 
@@ -275,7 +281,10 @@ def print_acebench(summary: dict):
         if summary[key]["accuracy"] is not None:
             print(f"  {label:<38}{summary[key]['accuracy']:>7.1%}  {summary[key]['ceiling']:>7.1%}")
     o = summary["overall"]
-    print(f"  {'all records':<38}{o['accuracy']:>7.1%}  {o['ceiling']:>7.1%}   ({o['total']})")
+    if o["total"]:
+        print(f"  {'all records':<38}{o['accuracy']:>7.1%}  {o['ceiling']:>7.1%}   ({o['total']})")
+    else:
+        print(f"  {'all records':<38}{'-':>7}  {'-':>7}   (0)")
 
 
 def run_acebench(args) -> dict:
@@ -369,6 +378,9 @@ def rescore_apibank(args, stored: dict) -> dict:
     for o in stored["outputs"]:
         if not isinstance(o, dict) or (o.get("file"), o.get("id")) not in samples:
             raise SystemExit(f"--rescore: output {str(o)[:80]} is not a sample of the API-Bank test set")
+        if not (isinstance(o.get("text"), str) or o.get("skipped")):
+            raise SystemExit(f"--rescore {args.rescore!r}: output {str(o)[:80]} has no string 'text' (the raw model "
+                             "output; null only when 'skipped')")
         outputs.append(score_apibank(samples[(o["file"], o["id"])], o, args.apibank_dir))
     summary = apibank_report(outputs)
     print_apibank(summary, args.per_api)
@@ -454,7 +466,7 @@ def run_heldout(args) -> dict:
     t0 = time.time()
     metrics, episodes = heldout_eval(model, tokenizer, records, max_new_tokens=args.max_new_tokens,
                                      max_prompt_len=max_prompt_len, temperature=args.temperature, n=args.samples,
-                                     seed=args.seed, device=device, max_batch_size=args.batch_size)
+                                     seed=args.seed, device=device, max_batch_size=args.batch_size, progress=True)
     log(f"done in {time.time() - t0:.0f} s")
     _, kept, _ = encode_prompts(tokenizer, records, max_prompt_len)  # the records the episodes index into
     print(f"held-out {args.data} ({metrics['count']} records, {how})")
@@ -473,17 +485,29 @@ def run_heldout(args) -> dict:
     outputs = [{"id": kept[e.prompt_index]["id"], "text": e.text, "reward": e.reward, "format_ok": e.format_ok,
                 "completion_tokens": len(e.completion_ids), "finish_reason": e.finish_reason} for e in episodes]
     result = {"bench": "heldout", "model": args.model, "data": args.data, "metrics": metrics, "outputs": outputs}
-    if args.out:
-        write_json(args.out, result)
+    write_json(args.out or "heldout_results.json", result)
     return result
 
 
-def write_json(path: str, obj: dict):
+def write_json(path: str, obj: dict, quiet: bool = False):
+    """Write obj to path whole or not at all (a temporary file renamed over it: a full disk or a crash mid-write
+    leaves the previous file). Text stays readable UTF-8 unless a model's output holds a lone surrogate escape
+    ("\\ud83d", half an emoji), which UTF-8 cannot carry: then the file is ASCII with JSON escapes."""
     if os.path.dirname(path):
         os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=1, ensure_ascii=False)
-    log(f"wrote {path}")
+    text = json.dumps(obj, indent=1, ensure_ascii=False)
+    try:
+        data = text.encode("utf-8")
+    except UnicodeEncodeError:
+        data = json.dumps(obj, indent=1).encode("ascii")
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    if not quiet:
+        log(f"wrote {path}")
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -297,6 +297,22 @@ def test_load_records_names_file_and_line(tmp_path):
         load_records(path)
 
 
+def test_jsonl_encodings(tmp_path):
+    """A byte-order mark is read past; text that is not UTF-8 and a lone surrogate escape (half an emoji: no
+    tokenizer reads it, it crashed later with no record named) are errors naming the file and line."""
+    path = tmp_path / "enc.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps(_record()).encode() + b"\n")
+    assert len(load_records(path)) == 1
+    path.write_bytes(json.dumps(_record()).encode() + b"\n" + b'{"id": "caf\xe9"}\n')  # latin-1
+    with pytest.raises(ValueError, match=r"enc\.jsonl:2: not UTF-8 text"):
+        load_records(path)
+    good = json.dumps(_record(messages=[{"role": "user", "content": "smile \U0001F600"}]))  # a surrogate pair in the escapes: one character
+    assert "\\ud83d\\ude00" in good.lower()
+    path.write_text(good + "\n" + good.replace("\\ude00", "") + "\n")
+    with pytest.raises(ValueError, match=r"enc\.jsonl:2: a lone surrogate escape"):
+        load_records(path)
+
+
 def test_split_and_shuffle_are_deterministic(records):
     train, test = split_records(records, test_frac=0.1, seed=5)
     assert (train, test) == split_records(records, test_frac=0.1, seed=5)

@@ -33,6 +33,12 @@ def tiny(tmp_path_factory):
     return make_base(cfg, data, "k"), os.path.join(data, "test.jsonl")
 
 
+@pytest.fixture(autouse=True)
+def _in_tmp(tmp_path, monkeypatch):
+    """Results files without --out land in the working folder: a test's own, not the repository."""
+    monkeypatch.chdir(tmp_path)
+
+
 def _write_jsonl(path, rows):
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w") as f:
@@ -215,6 +221,45 @@ def test_heldout_data_path(tiny, tmp_path, capsys):
     assert len(sampled["outputs"]) == 3 * len(records) and 0.0 <= sampled["metrics"]["pass_at_n"] <= 1.0
     printed = capsys.readouterr().out
     assert "pass@3" in printed and any(f"    {c} (" in printed for c in ("single", "multiple", "parallel"))
+    with open("heldout_results.json") as f:  # no --out: the documented default (nothing was written before)
+        assert len(json.load(f)["outputs"]) == 3 * len(records)
+
+
+def test_results_are_written_whole_or_not_at_all(tmp_path, monkeypatch):
+    """A lone surrogate in a model's output (half an emoji) can't be UTF-8: the file is written with JSON escapes
+    (the run's results were lost to a UnicodeEncodeError after it finished); a write that fails leaves the
+    previous file as it was (it was truncated first)."""
+    path = str(tmp_path / "r.json")
+    ev.write_json(path, {"outputs": [{"text": '<tool_call>[{"name": "say", "arguments": {"t": "\ud83d"}}]'}]})
+    with open(path, encoding="utf-8") as f:
+        assert json.load(f)["outputs"][0]["text"].endswith('"\ud83d"}}]')
+    ev.write_json(path, {"ok": "caf\u00e9"})
+    assert open(path, encoding="utf-8").read().count("caf\u00e9") == 1  # readable text otherwise
+    with pytest.raises(TypeError):
+        ev.write_json(path, {"bad": {1, 2}})
+    assert json.load(open(path)) == {"ok": "caf\u00e9"} and os.listdir(tmp_path) == ["r.json"]
+
+
+def test_a_bfcl_category_that_fails_to_load_stops_the_run_before_the_model(tiny, bfcl_dir, tmp_path, monkeypatch):
+    """All categories are read before the model loads (a missing or bad later file used to end the run after
+    the earlier categories had generated, with nothing written); finished categories are on disk as they end."""
+    loaded, real_load = [], ev.load_checkpoint
+    monkeypatch.setattr(ev, "load_checkpoint", lambda *a: loaded.append(a))
+    with pytest.raises(SystemExit, match="BFCL_v4_multiple.json"):
+        ev.main(["--model", tiny[0], "--bench", "bfcl", "--bfcl-dir", bfcl_dir, "--categories",
+                 "simple_python,multiple"])
+    _write_jsonl(os.path.join(bfcl_dir, "BFCL_v4_irrelevance.json"), [{"id": "irrelevance_0", "question": []}])
+    with pytest.raises(SystemExit, match=r"BFCL_v4_irrelevance.json: entry 1 has no 'function'"):
+        ev.main(["--model", tiny[0], "--bench", "bfcl", "--bfcl-dir", bfcl_dir, "--categories", "irrelevance"])
+    assert not loaded
+    monkeypatch.setattr(ev, "load_checkpoint", real_load)
+    written = []
+    real = ev.write_json
+    monkeypatch.setattr(ev, "write_json", lambda path, obj, **kw: (written.append(len(obj["outputs"])),
+                                                                     real(path, obj, **kw)))
+    ev.main(["--model", tiny[0], "--bench", "bfcl", "--bfcl-dir", bfcl_dir, "--categories", "simple_python",
+             "--max-new-tokens", "2"])
+    assert written == [3] and os.path.isfile("bfcl_results.json")
 
 
 def test_heldout_pass_at_n_counts_records_with_any_exact_match(tiny, monkeypatch):
@@ -258,7 +303,8 @@ def test_eval_samples_need_a_temperature(capsys):
 
 def test_missing_model_folder(bfcl_dir, tmp_path):
     with pytest.raises(SystemExit, match="not a Hugging Face checkpoint folder"):
-        ev.main(["--model", str(tmp_path / "nope"), "--bench", "bfcl", "--bfcl-dir", bfcl_dir])
+        ev.main(["--model", str(tmp_path / "nope"), "--bench", "bfcl", "--bfcl-dir", bfcl_dir, "--categories",
+                 "simple_python"])
 
 
 def test_unknown_category_lists_the_valid_ones(bfcl_dir):
@@ -324,6 +370,9 @@ def test_acebench_end_to_end_on_hand_made_data(tiny, tmp_path, capsys):
         json.dump(stored, f)
     again = ev.main(["--rescore", out])
     assert again["outputs"][0]["ok"] and again["summary"]["categories"]["normal_atom_bool"]["accuracy"] == 1.0
+    json.dump({**stored, "outputs": []}, open(out, "w"))  # an empty file rescores to dashes (it crashed printing)
+    assert ev.main(["--rescore", out])["summary"]["overall"]["total"] == 0
+    assert "all records" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="needs --acebench-dir"):
         ev.main(["--model", tiny[0], "--bench", "acebench"])
     with pytest.raises(SystemExit, match="no data_all/data_en"):
@@ -346,6 +395,10 @@ def test_apibank_end_to_end_on_a_miniature_folder(tiny, tmp_path, capsys):
         json.dump(stored, f)
     again = ev.main(["--rescore", out])
     assert again["outputs"][0]["ok"] and again["summary"]["accuracy"] == 0.5
+    del stored["outputs"][1]["text"]  # checked as BFCL's and ACEBench's are (it was a KeyError)
+    json.dump(stored, open(out, "w"))
+    with pytest.raises(SystemExit, match="has no string 'text'"):
+        ev.main(["--rescore", out])
     with pytest.raises(SystemExit, match="needs --apibank-dir"):
         ev.main(["--model", tiny[0], "--bench", "apibank"])
     with pytest.raises(SystemExit, match="not an api-bank folder"):

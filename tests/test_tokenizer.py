@@ -78,6 +78,17 @@ def test_chat_template_matches_transformers(tok, tmp_path_factory, i, with_tools
         assert ours == ref, label
 
 
+def test_a_chat_template_jinja_file_wins_over_the_config_copy(tok, tmp_path):
+    """As in transformers: with both, chat_template.jinja is the template (the config's copy was taken)."""
+    tok.save_pretrained(tmp_path)
+    (tmp_path / "chat_template.jinja").write_text("JINJA{{ messages[0]['content'] }}")
+    msgs = [{"role": "user", "content": "hi"}]
+    assert Tokenizer.from_pretrained(str(tmp_path)).apply_chat_template(msgs) == "JINJAhi"
+    transformers = pytest.importorskip("transformers")
+    hf = transformers.AutoTokenizer.from_pretrained(str(tmp_path))
+    assert hf.apply_chat_template(msgs, tokenize=False) == "JINJAhi"
+
+
 def test_missing_template_and_files(tok, tmp_path):
     bare = Tokenizer(tok.tok, {"eos_token": "<|im_end|>"}, {}, path="bare")
     with pytest.raises(ValueError, match="chat_template"):

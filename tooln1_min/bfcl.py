@@ -88,7 +88,12 @@ def load_category(bfcl_dir: str, category: str, limit: int | None = None) -> lis
     path = os.path.join(bfcl_dir, f"{FILE_PREFIX}{category}.json")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"BFCL question file missing: {path}")
-    entries = [{"id": r["id"], "question": r["question"], "function": r["function"]} for r in _rows(path)]
+    entries = []
+    for i, r in enumerate(_rows(path)):
+        missing = [k for k in ("id", "question", "function") if not isinstance(r, dict) or k not in r]
+        if missing:
+            raise ValueError(f"{path}: entry {i + 1} has no {', '.join(map(repr, missing))}")
+        entries.append({"id": r["id"], "question": r["question"], "function": r["function"]})
     if limit is not None:
         entries = entries[:limit]
     answer_path = os.path.join(bfcl_dir, "possible_answer", f"{FILE_PREFIX}{category}.json")

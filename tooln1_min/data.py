@@ -78,8 +78,12 @@ def validate_record(record) -> None:
 def read_jsonl(path):
     """Yield (line number, parsed row) for each non-blank line; a malformed line raises ValueError naming the file
     and line."""
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")  # a leading byte-order mark is fine
+            except UnicodeDecodeError as e:
+                raise ValueError(f"{path}:{lineno}: not UTF-8 text ({e})") from None
             if not line.strip():
                 continue
             try:
@@ -88,6 +92,12 @@ def read_jsonl(path):
                 raise ValueError(f"{path}:{lineno}: not valid JSON ({e})") from None
             except RecursionError:
                 raise ValueError(f"{path}:{lineno}: JSON nested too deeply to read") from None
+            if "\\ud" in line.lower():  # an escape "\ud83d" alone is half a character: no tokenizer reads it
+                try:
+                    json.dumps(row, ensure_ascii=False).encode("utf-8")
+                except UnicodeEncodeError:
+                    raise ValueError(f"{path}:{lineno}: a lone surrogate escape (half of a \\uXXXX\\uXXXX pair) "
+                                     "is not text") from None
             yield lineno, row
 
 

@@ -97,8 +97,8 @@ class Tokenizer:
         if os.path.isfile(os.path.join(path, "tokenizer_config.json")):
             with open(os.path.join(path, "tokenizer_config.json")) as f:
                 config = json.load(f)
-        if "chat_template" not in config and os.path.isfile(os.path.join(path, "chat_template.jinja")):
-            with open(os.path.join(path, "chat_template.jinja")) as f:  # newer transformers saves it separately
+        if os.path.isfile(os.path.join(path, "chat_template.jinja")):  # newer transformers saves it separately,
+            with open(os.path.join(path, "chat_template.jinja")) as f:  # and prefers it to the config's copy
                 config["chat_template"] = f.read()
         if os.path.isfile(os.path.join(path, "generation_config.json")):
             with open(os.path.join(path, "generation_config.json")) as f:
