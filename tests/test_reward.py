@@ -288,6 +288,8 @@ def test_strict_reward(completion, expected):
 def test_strict_format_helper():
     assert strict_format("<think></think><tool_call></tool_call>")
     assert not strict_format("<think></think>")
+    # the call inside the think block, its "</think>" in an argument: not the layout (it passed)
+    assert not strict_format('<think>so <tool_call>[{"name": "say", "arguments": {"t": "</think>"}}]</tool_call>')
 
 
 # --- fuzzing --------------------------------------------------------------------------------------------------

@@ -201,8 +201,8 @@ def strict_format(text: str) -> bool:
         return False
     if not (body.startswith(THINK_OPEN) and body.endswith(CALL_CLOSE)):
         return False
-    between = body[body.index(THINK_CLOSE) + len(THINK_CLOSE):body.index(CALL_OPEN)]
-    return between.strip() == ""
+    end_think, call = body.index(THINK_CLOSE) + len(THINK_CLOSE), body.index(CALL_OPEN)
+    return end_think <= call and body[end_think:call].strip() == ""  # (a "</think>" inside the call is not one)
 
 
 def strict_reward(completion: str, answer: list[dict]) -> float:
