@@ -385,6 +385,12 @@ def test_xlam_tool_types():
                                           "default": [1]}
     assert props["properties"]["q"]["type"] == "string" and props["properties"]["m"]["type"] == "object"
     assert props["properties"]["x"]["type"] == "number" and props["properties"]["weird"]["type"] == "Callable"
+    # nested generics split at top-level commas only ('Dict[str' before); Optional[...] is optional
+    tool = {"name": "t", "parameters": {"rows": {"type": "List[Dict[str, Any]]"}, "n": {"type": "Optional[int]"},
+                                        "u": {"type": "List[Union[int, float]]"}}}
+    props = convert.xlam_tool_to_schema(tool)["parameters"]
+    assert props["properties"]["rows"]["items"] == {"type": "object"} and props["properties"]["n"]["type"] == "integer"
+    assert props["properties"]["u"]["items"] == {"type": "Union[int, float]"} and props["required"] == ["rows", "u"]
 
 
 def test_xlam_bad_rows_are_counted(tmp_path):
@@ -542,6 +548,9 @@ def test_parse_bracket_calls_names_with_spaces_and_hyphens():
     assert parse_bracket_calls("[Get Movie Details(title='x'), get-weather(city='Oslo'), class(n=1)]", names) == [
         {"name": "Get Movie Details", "arguments": {"title": "x"}},
         {"name": "get-weather", "arguments": {"city": "Oslo"}}, {"name": "class", "arguments": {"n": 1}}]
+    # a name( inside a string argument is text, not a call: it stays as written (it became "__tool_1__(")
+    assert parse_bracket_calls('[get-weather(city="ask get-weather(x) or Get Movie Details(y)")]', names) == [
+        {"name": "get-weather", "arguments": {"city": "ask get-weather(x) or Get Movie Details(y)"}}]
 
 
 # --- generic JSONL and the CLI ---------------------------------------------------------------------------------
@@ -560,6 +569,13 @@ def test_convert_jsonl_counts_bad_lines(tmp_path):
     array.write_text("[]")
     with pytest.raises(ValueError, match="expected JSONL"):
         convert_jsonl(array)
+    # what save_records writes: raw U+2028 / U+0085 inside strings (str.splitlines cut the record in pieces),
+    # behind a byte-order mark (the first record was lost)
+    odd = tmp_path / "odd.jsonl"
+    save_records([_record(messages=[{"role": "user", "content": "a\u2028b\u0085c"}])], odd)
+    odd.write_bytes(b"\xef\xbb\xbf" + odd.read_bytes())
+    records, stats = convert_jsonl(odd)
+    assert stats["raw"] == 1 and records[0]["messages"][0]["content"] == "a\u2028b\u0085c"
 
 
 def test_cli(tmp_path, capsys):

@@ -51,7 +51,7 @@ def format_stats(name: str, stats: dict) -> str:
 
 def _read_rows(path) -> list:
     """A JSON array file (as xLAM and ToolACE ship) or JSONL; whole-file problems raise, naming the file."""
-    with open(path, encoding="utf-8") as f:
+    with open(path, encoding="utf-8-sig") as f:  # a leading byte-order mark is not part of the JSON
         text = f.read()
     if text.lstrip().startswith("["):
         try:
@@ -60,7 +60,8 @@ def _read_rows(path) -> list:
             return [_parse_row(element, f"{path} element {i}") for i, element in enumerate(_array_elements(text))]
         except ValueError as e:
             raise ValueError(f"{path}: not a valid JSON array ({e})") from None
-    return [_parse_row(line, f"{path}:{lineno}") for lineno, line in enumerate(text.splitlines(), 1) if line.strip()]
+    # split at "\n" only: str.splitlines also cuts at U+2028, U+0085 and the like, which JSON strings hold raw
+    return [_parse_row(line, f"{path}:{lineno}") for lineno, line in enumerate(text.split("\n"), 1) if line.strip()]
 
 
 def _parse_row(text: str, where: str):
@@ -130,10 +131,24 @@ def _xlam_type(type_str: str) -> dict:
     base = type_str.strip()
     inner = re.fullmatch(r"(?:List|list|Sequence|Tuple|tuple)\[(.*)\]", base)
     if inner:
-        return {"type": "array", "items": _xlam_type(inner.group(1).split(",")[0])}
+        return {"type": "array", "items": _xlam_type(_top_level(inner.group(1))[0])}
+    optional = re.fullmatch(r"Optional\[(.*)\]", base)
+    if optional:
+        return _xlam_type(optional.group(1))
     if re.fullmatch(r"(?:Dict|dict)\[.*\]", base):
         return {"type": "object"}
     return {"type": _PY_TYPES.get(base.lower(), base)}  # unknown names pass through so nothing is lost
+
+
+def _top_level(type_str: str) -> list[str]:
+    """"Dict[str, Any], int" -> ["Dict[str, Any]", "int"]: commas inside brackets do not split."""
+    parts, depth, start = [], 0, 0
+    for i, c in enumerate(type_str):
+        depth += (c == "[") - (c == "]")
+        if c == "," and depth == 0:
+            parts.append(type_str[start:i])
+            start = i + 1
+    return parts + [type_str[start:]]
 
 
 def xlam_tool_to_schema(tool: dict) -> dict:
@@ -141,9 +156,9 @@ def xlam_tool_to_schema(tool: dict) -> dict:
     properties, required = {}, []
     for pname, spec in (tool.get("parameters") or {}).items():
         spec = spec if isinstance(spec, dict) else {}
-        type_str = str(spec.get("type", "str"))
-        optional = type_str.endswith("optional")
-        prop = _xlam_type(type_str.rsplit(",", 1)[0] if optional else type_str)
+        type_str = str(spec.get("type", "str")).strip()
+        optional = type_str.endswith("optional") or type_str.startswith("Optional[")
+        prop = _xlam_type(type_str.rsplit(",", 1)[0] if type_str.endswith("optional") else type_str)
         prop["description"] = spec.get("description", "")
         if "default" in spec:
             prop["default"] = spec["default"]
@@ -296,8 +311,22 @@ def parse_bracket_calls(text: str, tool_names=()) -> list[dict]:
         name = aliases.get(name, name)
         if node.args or any(kw.arg is None for kw in node.keywords):
             raise ValueError(f"{name}: only keyword arguments are supported, got {ast.unparse(node)[:80]!r}")
-        calls.append({"name": name, "arguments": {kw.arg: _literal(kw.value, name) for kw in node.keywords}})
+        arguments = {kw.arg: _literal(kw.value, name) for kw in node.keywords}
+        calls.append({"name": name, "arguments": _unalias(arguments, aliases) if aliases else arguments})
     return calls
+
+
+def _unalias(value, aliases: dict):
+    """Undo the placeholder swap inside string values ("call Get Weather(x)" was rewritten too)."""
+    if isinstance(value, str):
+        for alias, name in aliases.items():
+            value = value.replace(alias + "(", name + "(")
+        return value
+    if isinstance(value, list):
+        return [_unalias(v, aliases) for v in value]
+    if isinstance(value, dict):
+        return {_unalias(k, aliases): _unalias(v, aliases) for k, v in value.items()}
+    return value
 
 
 def _py_literal(value) -> str:
