@@ -98,6 +98,9 @@ def main():
     g = torch.Generator().manual_seed(0)
     vocab = min(151000, cfg.vocab_size)
     prompts = [torch.randint(0, vocab, (args.prompt_len,), generator=g).tolist() for _ in range(args.prompts)]
+    if args.profile and device.type == "cuda":  # start the profiler (CUPTI) once before any CUDA graph exists:
+        with torch.profiler.profile():          # its first start after captures is a reported trouble spot
+            pass
     bw = copy_bandwidth(device) if device.type == "cuda" else None
     hf = build_hf(model, cfg, device, dtype) if args.hf else None
     print(f"models built in {time.perf_counter() - t0:.1f} s", flush=True)
@@ -121,23 +124,32 @@ def run_one(args, model, cfg, prompts, n, device, bw, hf):
     generate(model, prompts[:max(1, 8 // n)], **{**kw, "max_new_tokens": 16})  # warm-up / compile
     generate(model, prompts, **kw)  # second warm-up at full size (graph capture for this batch size)
     print(f"warm-up ({'compile, ' if kw['compile'] else ''}graph capture) {time.perf_counter() - t0:.1f} s", flush=True)
-    graphs = sampler._GraphedStep.captured, sampler._GraphedStep.replayed
+    G = sampler._GraphedStep
+    graphs = G.captured, G.replayed, G.capture_seconds
     out, secs = timed(lambda: generate(model, prompts, **kw), device)
-    graphs = sampler._GraphedStep.captured - graphs[0], sampler._GraphedStep.replayed - graphs[1]
+    graphs = G.captured - graphs[0], G.replayed - graphs[1], G.capture_seconds - graphs[2]
     tokens = sum(len(s.token_ids) for g_ in out for s in g_)
     step_ms = secs / args.new * 1e3
-    # The same call stopped after its first token: prefill (+ one sample). The rest is the decode steps alone,
-    # the figure the HBM roofline describes (prefill is compute-bound and spread over the steps above).
+    # The same call stopped after its first token: prefill (+ one sample). The rest, less the graph captures (a
+    # chunk records its own graphs: the timed call did too) is the decode steps alone, the figure the HBM roofline
+    # describes (prefill is compute-bound and spread over the steps above; tok/s pays both, as a rollout does).
     _, prefill = timed(lambda: generate(model, prompts, **{**kw, "max_new_tokens": 1}), device)
-    decode_ms = max(secs - prefill, 0.0) / max(args.new - 1, 1) * 1e3
+    decode_ms = max(secs - prefill - graphs[2], 0.0) / max(args.new - 1, 1) * 1e3
     print(f"tooln1-min  {label} seqs, prompt {args.prompt_len}, new {args.new}: "
           f"{tokens / secs:,.0f} tok/s, {step_ms:.2f} ms/step (prefill included; prefill {prefill * 1e3:.0f} ms, "
-          f"then {decode_ms:.2f} ms per decode step); CUDA graphs captured {graphs[0]}, replayed {graphs[1]} times")
+          f"graph captures {graphs[2] * 1e3:.0f} ms, then {decode_ms:.2f} ms per decode step); CUDA graphs captured "
+          f"{graphs[0]}, replayed {graphs[1]} times")
     fig = dict(size=args.size, rows=rows, prompt_len=args.prompt_len, new=args.new, tok_per_s=round(tokens / secs),
                ms_per_step=round(step_ms, 3), prefill_ms=round(prefill * 1e3, 1), decode_ms=round(decode_ms, 3),
-               graphs_captured=graphs[0], graphs_replayed=graphs[1], compiled=kw["compile"])
+               capture_ms=round(graphs[2] * 1e3, 1), graphs_captured=graphs[0], graphs_replayed=graphs[1],
+               compiled=kw["compile"])
     if bw:
+        # Bytes a decode step reads: every weight, except that an untied input embedding is a lookup of one row
+        # per sequence (the tied one is read whole, as the lm_head).
         weights = sum(p_.numel() * p_.element_size() for p_ in model.parameters())
+        if not cfg.tie_word_embeddings:
+            embed = model.model.embed_tokens.weight
+            weights -= embed.numel() * embed.element_size() - rows * embed.shape[1] * embed.element_size()
         kv = 2 * cfg.num_hidden_layers * rows * cfg.num_key_value_heads * cfg.head_dim * 2 * \
             (args.prompt_len + args.new / 2)
         roof_ms = (weights + kv) / bw * 1e3

@@ -29,7 +29,8 @@ from tooln1_min import dist as tdist  # noqa: E402
 from tooln1_min.batching import collate, forward_logprobs, make_sequences  # noqa: E402
 from train import adamw_impl  # noqa: E402
 
-PEAKS = {"H100": 989e12, "H200": 989e12, "H800": 989e12, "GH200": 989e12, "B200": 2250e12, "A100": 312e12}  # dense
+PEAKS = {"H100": 989e12, "H100 PCIe": 756e12, "H100 NVL": 835e12, "H200": 989e12, "H800": 989e12, "GH200": 989e12,
+         "B200": 2250e12, "A100": 312e12}  # dense bf16; SXM unless named (the longest name that matches wins)
 
 
 def peak_flops(device):
@@ -95,9 +96,17 @@ def bench_update(args):
     if args.profile:
         phase_split(step, device, label)
         profile(step, device, f"{label} profile", record=tdist.is_main())
-    tokens = args.batch * args.seq  # packed: the completions' attention is over-counted (as if causal over seq)
-    attn = 12 * cfg.num_hidden_layers * cfg.num_attention_heads * cfg.head_dim * args.seq * tokens / 2  # causal
-    flops = 6 * n_params * tokens + attn
+    per_pair = 12 * cfg.num_hidden_layers * cfg.num_attention_heads * cfg.head_dim  # QK^T and PV, fwd + bwd
+    if args.packed:  # what the packed rows compute: the prompt causally, each completion over the prompt and
+        # itself causally; the lm_head at completion positions only (forward_logprobs never projects the prompt)
+        part = args.seq // (args.packed + 1)
+        tokens, scored = args.batch * (args.packed + 1) * part, args.batch * args.packed * part
+        pairs = args.batch * (part * part / 2 + args.packed * (part * part + part * part / 2))
+    else:
+        tokens = scored = args.batch * args.seq
+        pairs = args.batch * args.seq * args.seq / 2  # causal
+    head = cfg.vocab_size * cfg.hidden_size
+    flops = 6 * (n_params - head) * tokens + 6 * head * scored + per_pair * pairs
     if tdist.is_main():
         peak = peak_flops(device)
         mfu = flops / secs / peak if peak else None
@@ -108,7 +117,10 @@ def bench_update(args):
               + (f", MFU {mfu:.1%}" if mfu else " (no known peak for this device)"))
         emit(label, size=args.size, batch=args.batch, seq=args.seq, packed=args.packed, ranks=world,
              compiled=args.compile, ms_per_step=round(secs * 1e3, 2), tok_per_s=round(tokens * world / secs),
-             tflops=round(flops / secs / 1e12, 2), mfu=round(mfu, 4) if mfu else None)
+             tflops=round(flops / secs / 1e12, 2), mfu=round(mfu, 4) if mfu else None,
+             gpu=torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+             peak_tflops=round(peak / 1e12) if peak else None)
+    torch.distributed.destroy_process_group()  # a clean exit: a hang at teardown would cost the job's time limit
 
 
 def phase_split(step, device, label, iters=3):
@@ -169,19 +181,40 @@ def bench_grpo(args):
                "--out", os.path.join(tmp, "run"), "--batch-size", str(args.prompts), "--mini-batch-size",
                str(args.prompts), "--n-samples", str(args.n), "--max-new-tokens", str(args.new),
                "--max-steps", str(args.steps), "--temperature", "0.7", "--save-every", "1000000", *args.train_args]
-        subprocess.run(cmd, check=True)
         print("(step 1 includes compiling the decode step and recording its CUDA graphs; later steps are steady state)")
-        for line in open(os.path.join(tmp, "run", "metrics.jsonl")):
-            m = json.loads(line)
-            total = m["t_rollout"] + m["t_logprobs"] + m["t_update"]
-            print(f"GRPO step {m['step']}: {total:.2f} s = rollout {m['t_rollout']:.2f} + logprobs "
-                  f"{m['t_logprobs']:.2f} + update {m['t_update']:.2f}  ({m['tok_per_s']:,.0f} rollout tok/s)")
-            emit(f"grpo step {m['step']} {args.size}", size=args.size, prompts=args.prompts, n=args.n, new=args.new,
-                 step=m["step"], seconds=round(total, 3), t_rollout=round(m["t_rollout"], 3),
-                 t_logprobs=round(m["t_logprobs"], 3), t_update=round(m["t_update"], 3),
-                 rollout_tok_per_s=round(m["tok_per_s"]), tokenizer=tok_note, warm=m["step"] > 1)
+        # Each step's figure is recorded as its metrics line appears (a job killed at its time limit keeps the
+        # steps it finished); once the last is in, train.py is stopped: its final checkpoint (GBs) is not timed.
+        proc = subprocess.Popen(cmd)
+        seen = 0
+        try:
+            while seen < args.steps:
+                ended = proc.poll() is not None
+                path = os.path.join(tmp, "run", "metrics.jsonl")
+                text = open(path).read() if os.path.isfile(path) else ""
+                for line in text.split("\n")[seen:-1]:  # complete lines only
+                    seen += 1
+                    _grpo_figure(args, json.loads(line), tok_note)
+                if ended:
+                    break
+                time.sleep(0.5)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+        if seen < args.steps:
+            raise SystemExit(f"train.py exited with code {proc.returncode} after {seen} of {args.steps} steps")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _grpo_figure(args, m, tok_note):
+    total = m["t_rollout"] + m["t_logprobs"] + m["t_update"]
+    print(f"GRPO step {m['step']}: {total:.2f} s = rollout {m['t_rollout']:.2f} + logprobs "
+          f"{m['t_logprobs']:.2f} + update {m['t_update']:.2f}  ({m['tok_per_s']:,.0f} rollout tok/s)", flush=True)
+    emit(f"grpo step {m['step']} {args.size}", size=args.size, prompts=args.prompts, n=args.n, new=args.new,
+         step=m["step"], seconds=round(total, 3), t_rollout=round(m["t_rollout"], 3),
+         t_logprobs=round(m["t_logprobs"], 3), t_update=round(m["t_update"], 3),
+         rollout_tok_per_s=round(m["tok_per_s"]), tokenizer=tok_note, warm=m["step"] > 1)
 
 
 def main():

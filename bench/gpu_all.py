@@ -4,7 +4,8 @@
     bash bench/gpu_all.sh --smoke --out DIR         # the same code paths on CPU at toy sizes (a test runs this)
 
 Jobs run one at a time, each in its own process (a hang or a CUDA crash costs that job only) with its own time
-limit, in priority order: environment, correctness, sampler, update, grpo, then the slower correctness checks.
+limit, in priority order: environment, correctness, sampler, the 1.5B update, grpo, the update's variants, then the
+slower correctness checks.
 A job whose estimate no longer fits in what is left of --budget is skipped with a line saying so. Each figure is
 appended to DIR/results.jsonl the moment it exists ({"section", "name", "status": ok|failed|skipped, ...}), every
 job's output goes to DIR/gpu_all.log, and DIR/summary.md holds the final table next to the reference figures.
@@ -69,14 +70,14 @@ def jobs(smoke: bool, tokenizer: str):
                                             "--n", "1", "--prompt-len", "256", "--new", "128", "--hf"]),
         ("update", "update 1.5b", 20, 120, [PY, f"{b}/bench_train.py", "update", "--size", "1.5b", "--batch", "4",
                                             "--seq", "1024", "--profile"]),
+        ("grpo", "grpo 0.5b", 100, 240, [PY, f"{b}/bench_train.py", "grpo", "--size", "0.5b", "--prompts", "8",
+                                        "--n", "5", "--new", "256", "--steps", "3", *tok]),
         ("update", "update 1.5b per-block", 20, 120, [PY, f"{b}/bench_train.py", "update", "--size", "1.5b",
                                                       "--batch", "4", "--seq", "1024", "--per-block"]),
         ("update", "update 0.5b packed", 25, 120, [PY, f"{b}/bench_train.py", "update", "--size", "0.5b",
                                                    "--batch", "8", "--seq", "1536", "--packed", "5", "--profile"]),
         ("update", "update 1.5b compiled", 40, 180, [PY, f"{b}/bench_train.py", "update", "--size", "1.5b",
                                                      "--batch", "4", "--seq", "1024", "--compile"]),
-        ("grpo", "grpo 0.5b", 100, 240, [PY, f"{b}/bench_train.py", "grpo", "--size", "0.5b", "--prompts", "8",
-                                        "--n", "5", "--new", "256", "--steps", "3", *tok]),
         ("correctness", "tests/test_gpu.py --compile", 55, 200, test_gpu + ["-k", "train_py and compile"]),
         ("correctness", "parity 7b (4 layers)", 40, 150, [PY, f"{b}/parity.py", "--size", "7b", "--layers", "4"]),
     ]
@@ -192,7 +193,8 @@ def _figure(r) -> str:
     if n.startswith("sampler") and "tok_per_s" in r:
         s = f"{r['tok_per_s']:,} tok/s, {r['ms_per_step']} ms/step, graphs {r['graphs_captured']}/{r['graphs_replayed']}"
         if "decode_ms" in r:
-            s += f" (a decode step {r['decode_ms']} ms after a {r['prefill_ms']:.0f} ms prefill)"
+            s += f" (a decode step {r['decode_ms']} ms after a {r['prefill_ms']:.0f} ms prefill" + \
+                (f" and {r['capture_ms']:.0f} ms of graph captures)" if r.get("capture_ms") else ")")
         if "roofline_frac" in r:
             s += f", {r['roofline_frac']:.0%} of roofline ({r['roofline_ms']} ms)"
         if "decode_vs_roofline" in r:
@@ -239,17 +241,19 @@ def main(argv=None):
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # an outer timeout: finally-clauses stop the job
     only = {s.strip() for s in args.only.split(",") if s.strip()}
     run.say(f"{'smoke (CPU) ' if args.smoke else ''}run, budget {run.budget:.0f} s, out {args.out}")
-    for section, name, est, limit, cmd in jobs(args.smoke, args.tokenizer):
-        if only and section not in only:
-            continue
-        try:
-            run.job(section, name, est, limit, cmd)
-        except Exception as e:  # noqa: BLE001 (the driver itself must go on to the next job)
-            run.record(section, name, "failed", reason=f"driver: {type(e).__name__}: {e}")
-    table = summary(run.results, since=started)
-    with open(os.path.join(args.out, "summary.md"), "w") as f:
-        f.write(table)
-    run.say(f"done in {time.time() - run.t0:.0f} s\n\n" + table)
+    try:
+        for section, name, est, limit, cmd in jobs(args.smoke, args.tokenizer):
+            if only and section not in only:
+                continue
+            try:
+                run.job(section, name, est, limit, cmd)
+            except Exception as e:  # noqa: BLE001 (the driver itself must go on to the next job)
+                run.record(section, name, "failed", reason=f"driver: {type(e).__name__}: {e}")
+    finally:  # an outer timeout (SIGTERM -> SystemExit) still leaves the table of what finished
+        table = summary(run.results, since=started)
+        with open(os.path.join(args.out, "summary.md"), "w") as f:
+            f.write(table)
+        run.say(f"done in {time.time() - run.t0:.0f} s\n\n" + table)
 
 
 if __name__ == "__main__":

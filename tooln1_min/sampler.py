@@ -372,6 +372,7 @@ class _GraphedStep:
     """
 
     captured = replayed = 0  # totals over the process (for tests and benchmarks)
+    capture_seconds = 0.0  # wall time of captures and their warm-up steps (benchmarks leave it out of a step's)
     failed = False  # set on the class by a failed capture
 
     def __init__(self, fn):
@@ -389,8 +390,12 @@ class _GraphedStep:
         if B not in self.graphs:
             self.graphs.clear()  # batch sizes only fall within a chunk: the bigger graphs never replay again
             stream = torch.cuda.current_stream() if torch.cuda.is_available() else None
+            t = time.perf_counter()
             try:
                 self.graphs[B] = self._capture(model, cache, (tokens, pos, keys, step_t), consts)
+                if stream is not None:
+                    torch.cuda.synchronize()
+                _GraphedStep.capture_seconds += time.perf_counter() - t
             except Exception as e:  # noqa: BLE001 - e.g. an op that cannot be captured on this torch version
                 if stream is not None:  # a failed capture_end can leave the capture stream current
                     torch.cuda.set_stream(stream)
