@@ -1,4 +1,4 @@
-"""Evaluate a checkpoint: BFCL single-turn with Tool-N1's prompts, or a held-out split with the training reward.
+"""Evaluate a checkpoint: BFCL single-turn, ACEBench Normal, API-Bank level-1 with Tool-N1's prompts, or a held-out split.
 
     python eval.py --model ckpt --bench bfcl                               # the 13 single-turn categories
     python eval.py --model ckpt --bench bfcl --categories simple_python,multiple --limit 50
@@ -538,7 +538,8 @@ def main(argv=None) -> dict:
     p.add_argument("--temperature", type=float, default=0.0, help="--data: sampling temperature (0: greedy)")
     p.add_argument("--seed", type=int, default=0, help="--data: sampling seed")
     p.add_argument("--no-language-hints", action="store_true", help="show BFCL's function docs unmodified")
-    p.add_argument("--out", help="results JSON (default: <bench>_results.json; --bench all: a folder, default results)")
+    p.add_argument("--out", help="results JSON (default: <bench>_results.json, heldout_results.json with --data; "
+                   "--bench all: a folder, default results)")
     p.add_argument("--dtype", choices=["bf16", "fp32"], help="default: bf16 on CUDA, fp32 on CPU")
     p.add_argument("--device", help="cuda, cuda:1 or cpu (default: cuda when available)")
     args = p.parse_args(argv)

@@ -13,7 +13,7 @@ A record (one JSON object per line on disk):
 
 The context ends with a user or tool turn; the model's reply to it is the `answer`. Converters from xLAM, ToolACE
 and JSONL live in convert.py, the synthetic task in synthetic.py; `python -m tooln1_min.data ...` is their
-command line (convert.main):
+command line (data.main):
 
     python -m tooln1_min.data xlam xlam_function_calling_60k.json xlam.jsonl
     python -m tooln1_min.data toolace data.json toolace.jsonl

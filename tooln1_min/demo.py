@@ -8,7 +8,7 @@ The whole Tool-N1 pipeline, small enough for a laptop, on the same code paths as
             because a random model never earns a binary reward
   4. grpo   GRPO with the binary reward, FSDP across the torchrun ranks
   5. eval   held-out format rate / exact-match accuracy / response length, after SFT vs after GRPO
-Each stage is cached in the run folder under a hash of its settings; `--stage` runs one alone.
+Each stage is cached in the run folder under a hash of its settings; `--stage` stops after that one.
 """
 import argparse
 import hashlib
