@@ -1,4 +1,4 @@
-"""Evaluate a checkpoint: BFCL single-turn, ACEBench Normal, API-Bank level-1 with Tool-N1's prompts, or a held-out split.
+"""Evaluate a checkpoint: BFCL single-turn, ACEBench Normal or API-Bank level-1 (Tool-N1's prompts), or held-out data.
 
     python eval.py --model ckpt --bench bfcl                               # the 13 single-turn categories
     python eval.py --model ckpt --bench bfcl --categories simple_python,multiple --limit 50

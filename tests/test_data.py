@@ -306,7 +306,8 @@ def test_jsonl_encodings(tmp_path):
     path.write_bytes(json.dumps(_record()).encode() + b"\n" + b'{"id": "caf\xe9"}\n')  # latin-1
     with pytest.raises(ValueError, match=r"enc\.jsonl:2: not UTF-8 text"):
         load_records(path)
-    good = json.dumps(_record(messages=[{"role": "user", "content": "smile \U0001F600"}]))  # a surrogate pair in the escapes: one character
+    # a surrogate pair in the escapes: one character
+    good = json.dumps(_record(messages=[{"role": "user", "content": "smile \U0001F600"}]))
     assert "\\ud83d\\ude00" in good.lower()
     path.write_text(good + "\n" + good.replace("\\ude00", "") + "\n")
     with pytest.raises(ValueError, match=r"enc\.jsonl:2: a lone surrogate escape"):

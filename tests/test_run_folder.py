@@ -122,8 +122,10 @@ def _nan_at(monkeypatch, steps):
         now["bad"] = step + 1 in steps
         return real_step(cfg, step, *a, **k)
     monkeypatch.setattr(train_script, "grpo_step", step_fn)
-    monkeypatch.setattr(train_script, "grpo_loss",
-                        lambda *a, **k: (lambda r: (r[0] * float("nan") if now["bad"] else r[0], r[1]))(real_loss(*a, **k)))
+    def loss_fn(*a, **k):
+        loss, rest = real_loss(*a, **k)
+        return (loss * float("nan") if now["bad"] else loss), rest
+    monkeypatch.setattr(train_script, "grpo_loss", loss_fn)
 
 
 def test_a_save_a_skipped_step_passed_on_happens_at_the_next_good_step(tiny, tmp_path, monkeypatch):
