@@ -234,8 +234,10 @@ def step_metrics(episodes, rewards, informative, reward_errors, sums, grad_norms
         informative=float(informative.sum()), groups=len(informative), trained_tokens=sums["tokens"],
         kl=sums["kl"], clip_frac=sums["clip_frac"], entropy=sums["entropy"],
         gap_sum=float(gaps.sum()), gap_count=gaps.numel(), loss=sums["loss"]), device=device)
-    gap_max, ratio_max = tdist.all_reduce([float(gaps.max()) if gaps.numel() else 0.0, sums["ratio_max"]],
-                                          op=torch.distributed.ReduceOp.MAX, device=device)
+    # The slowest rank's rollout: the others wait for it at the first collective (it would count as their logprobs)
+    gap_max, ratio_max, t_rollout = tdist.all_reduce(
+        [float(gaps.max()) if gaps.numel() else 0.0, sums["ratio_max"], t1 - t0],
+        op=torch.distributed.ReduceOp.MAX, device=device)
     count, trained = max(tot["episodes"], 1), max(tot["trained_tokens"], 1)
     return dict(reward=tot["reward"] / count, accuracy=tot["solved"] / count, format=tot["format"] / count,
                 resp_len=tot["resp_tokens"] / count, informative=tot["informative"] / max(tot["groups"], 1),
@@ -246,8 +248,8 @@ def step_metrics(episodes, rewards, informative, reward_errors, sums, grad_norms
                 updates=len(grad_norms), skipped_updates=sum(not math.isfinite(g) for g in grad_norms),
                 reward_errors=int(tot["reward_errors"]), truncated=tot["truncated"] / count,
                 lp_mismatch_mean=tot["gap_sum"] / max(tot["gap_count"], 1), lp_mismatch_max=gap_max,
-                tok_per_s=max(tot["resp_tokens"], 1) / max(t1 - t0, 1e-9), t_rollout=t1 - t0, t_logprobs=t2 - t1,
-                t_update=t3 - t2, lr=scheduler.get_last_lr()[0])
+                tok_per_s=max(tot["resp_tokens"], 1) / max(t_rollout, 1e-9), t_rollout=t_rollout,
+                t_logprobs=max(t2 - t0 - t_rollout, 0.0), t_update=t3 - t2, lr=scheduler.get_last_lr()[0])
 
 
 # ---- SFT (the paper's no-reason warm start; the demo's first stage) ----

@@ -288,6 +288,23 @@ def test_heldout_pass_at_n_counts_records_with_any_exact_match(tiny, monkeypatch
         ro.heldout_eval(None, None, records, n=2)
 
 
+def test_sampled_heldout_eval_does_not_depend_on_the_number_of_ranks(tiny):
+    """Each rank samples its records with their global indices as random streams (local ones gave the first
+    record of every rank stream 0: results changed with the world size)."""
+    from tooln1_min import rollout as ro
+    from tooln1_min.model import Transformer
+    model, tok = Transformer.from_pretrained(tiny[0]).eval(), Tokenizer.from_pretrained(tiny[0])
+    records = load_records(tiny[1])[:6]
+    kw = dict(max_new_tokens=6, temperature=1.0, n=2, seed=3)
+    _, alone = ro.heldout_eval(model, tok, records, **kw)
+    for world in (2, 3):
+        for rank in range(world):
+            _, eps = ro.heldout_eval(model, tok, records, rank=rank, world_size=world, **kw)
+            for k, e in enumerate(eps):  # episodes in order: (local record, sample) -> (global record, sample)
+                twin = alone[(rank + world * (k // 2)) * 2 + k % 2]
+                assert e.completion_ids == twin.completion_ids, (world, rank, k)
+
+
 def test_eval_samples_need_a_temperature(capsys):
     with pytest.raises(SystemExit) as e:
         ev.main(["--model", "m", "--data", "x.jsonl", "--samples", "4"])

@@ -54,6 +54,36 @@ def _metrics(out):
     return [json.loads(line) for line in open(os.path.join(out, "metrics.jsonl"))]
 
 
+SLOW_RANK = """
+import os, sys, time
+sys.path.insert(0, os.getcwd())
+import train
+from tooln1_min import reward
+real = reward.REWARDS["binary"]
+
+def slow(completion, answer):  # rank 1's rewards take 0.1 s each: its rollout is the step's slowest
+    if os.environ["RANK"] == "1":
+        time.sleep(0.1)
+    return real(completion, answer)
+reward.REWARDS["binary"] = slow
+train.main(sys.argv[1:])
+"""
+
+
+def test_the_logged_rollout_time_is_the_slowest_ranks(tiny, tmp_path):
+    """Ranks wait for each other at the first collective after the rollout: rank 0's own rollout time was logged
+    (and tok_per_s divided by it), the wait counted as old/ref log-probs."""
+    base, data = tiny
+    script = tmp_path / "slow.py"
+    script.write_text(SLOW_RANK)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script)]
+    res = subprocess.run(cmd + _grpo_args(base, data, tmp_path / "run", max_steps=1), cwd=ROOT, capture_output=True,
+                         text=True, timeout=300, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert res.returncode == 0, res.stderr[-3000:]
+    (m,) = _metrics(tmp_path / "run")
+    assert m["t_rollout"] >= 0.4 > m["t_logprobs"], m  # rank 1 rewards 2 prompts x 2 samples, 0.1 s each
+
+
 def test_two_fsdp_ranks_match_one_process(tiny, tmp_path):
     """Two ranks with one FSDP unit per block (the rule's threshold lowered: the tiny blocks would otherwise make the
     whole model one unit) give the one-process update, where the whole model is one unit."""

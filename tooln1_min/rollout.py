@@ -67,10 +67,15 @@ def heldout_eval(model, tokenizer, records, *, max_new_tokens=256, max_prompt_le
     if n < 1 or (n > 1 and temperature <= 0):
         raise ValueError(f"heldout_eval: n={n} samples need n >= 1, and temperature > 0 when n > 1 (greedy samples "
                          f"are all the same); got temperature={temperature}")
-    mine = records[rank::world_size]
-    ids, kept, too_long = encode_prompts(tokenizer, mine, max_prompt_len)
+    mine = range(rank, len(records), world_size)
+    ids, kept, too_long = encode_prompts(tokenizer, [records[i] for i in mine], max_prompt_len)
+    streams = []  # each kept record's global index: its random stream, whatever the number of ranks
+    for i in mine:
+        if len(streams) < len(kept) and records[i] is kept[len(streams)]:
+            streams.append(i)
     eps, _ = rollout(model, tokenizer, kept, ids, n=n, max_new_tokens=max_new_tokens, temperature=temperature,
-                     seed=seed, max_batch_size=max_batch_size, progress=progress) if kept else ([], 0)
+                     seed=seed, max_batch_size=max_batch_size, progress=progress, stream_ids=streams) if kept \
+        else ([], 0)
     case = [kept[e.prompt_index].get("case") for e in eps]  # synthetic records name their case type
     solved = {e.prompt_index for e in eps if e.reward == 1.0}
     counts = {"correct": sum(e.reward == 1.0 for e in eps), "format": sum(e.format_ok for e in eps),
