@@ -5,7 +5,8 @@
     python eval.py --rescore bfcl_results.json                             # re-score stored outputs, no model
     python eval.py --model ckpt --data test.jsonl --out heldout.json       # exact match, format rate, length
 
-BFCL prompts follow Tool-N1's BFCL handler (a BFCL prompting handler for Qwen with its own _format_prompt):
+BFCL prompts follow the structure of Tool-N1's BFCL handler (a BFCL prompting handler for Qwen with its own
+_format_prompt), in the wording of the paper's template (README, "Prompts": not the handler's exact text):
   - the system turn is replaced by the Tool-N1 thinking template (data.system_prompt, with the empty-call note).
     The handler overwrote BFCL's system message wholesale, so a system message that ships with a question
     (some live entries have one) is dropped, not merged.

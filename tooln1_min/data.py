@@ -168,7 +168,8 @@ DEFAULT_SYSTEM = (
     "If none of the functions can be used, point it out and refuse to answer. "
     "If the given question lacks the parameters required by the function, also point it out.")
 
-# The instruction sentences are the paper's prompt content; the layout around them is ours.
+# The instruction sentences follow the paper's template (Fig. 2 / Appendix E); the layout around them is ours, and
+# the official repository's scripts word and lay it out somewhat differently (README, "Prompts").
 TOOLS_INTRO = "Here is a list of functions in JSON format that you can invoke:"
 MUST_STEPS = "\n".join([
     "In each action step, you MUST:",

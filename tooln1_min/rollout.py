@@ -47,7 +47,10 @@ def rollout(model, tokenizer, records, prompt_ids, *, n, max_new_tokens, tempera
     episodes, errors = [], 0
     for i, (record, p, group) in enumerate(zip(records, prompt_ids, samples)):
         for s in group:
-            text = tokenizer.decode(s.token_ids, skip_special_tokens=True)  # as verl decodes for its scorer
+            # The completion alone, special tokens dropped. Tool-N1's verl decodes prompt + response with them kept
+            # and scores what follows the last "<|im_start|>assistant": the same text unless a reply generates
+            # that header itself (sampling stops at <|im_end|> first).
+            text = tokenizer.decode(s.token_ids, skip_special_tokens=True)
             try:
                 reward = float(reward_fn(text, record["answer"]))
             except Exception:  # a reward that raises is counted and logged, never a crash mid-run
