@@ -399,7 +399,10 @@ def convert_toolace(path) -> tuple[list[dict], dict]:
 
     The system text before the tool-list sentence is kept as "system"; the text after the list (ToolACE's own
     bracket-format instructions) is dropped, as the Tool-N1 prompt asks for JSON calls instead. Tools are kept as
-    given. Plain-text assistant turns stay in the context but are not targets.
+    given. Plain-text assistant turns stay in the context but are not targets. Calls are read as Python literals
+    (parse_bracket_calls): true / false / null are JSON's values, a quoted string is whole. Tool-N1's own script
+    splits the call text itself and keeps "true" / "null" as strings and cuts a string at a ", " inside its
+    parentheses, so a few of its answers differ from these.
     """
     records, stats = [], _new_stats()
     for index, row in enumerate(_read_rows(path)):
