@@ -43,3 +43,19 @@ def test_empty_micro_batch_and_padded_plan():
     assert pad_plan([[0, 1]], 3) == [[0, 1], [], []]
     seqs = make_sequences([[1, 2, 3]] * 4, [[4] * 10] * 4)
     assert plan_micro_batches(seqs, token_budget=1) == [[0], [1], [2], [3]]  # over-long: one sequence each
+
+
+# ---- found by mutating batching.py (each survived the tests above) ----
+
+def test_plans_at_exactly_the_budget_and_after_a_flush():
+    seqs = make_sequences([[1, 2, 3]] * 4, [[4] * 7] * 4)  # 10 tokens each, one per row
+    assert plan_micro_batches(seqs, token_budget=40) == [[0, 1, 2, 3]]  # exactly the budget fits
+    assert plan_micro_batches(seqs, token_budget=20) == [[0, 1], [2, 3]]  # the count restarts after a flush
+
+
+def test_a_row_fills_to_exactly_pack_len_and_holds_only_one_prompt():
+    rows, _ = pack_rows(make_sequences([[1] * 5] * 3, [[4] * 3, [4] * 6, [4]]), [0, 1, 2], 14)
+    assert rows == [[0, 1], [2]]  # 5 + 3 + 6 = 14 fits; + 1 would not
+    # equal lengths, different prompts: never one row (the prompt is computed once for the whole row)
+    mb = collate(make_sequences([[1, 2], [3, 4]], [[5], [6]]), [0, 1], 0, torch.device("cpu"), pack_len=100)
+    assert mb.ids.shape[0] == 2

@@ -651,3 +651,18 @@ def test_decoder_is_linear_on_unclosed_tags():
             except ValueError:
                 want = None
         assert decode_tool_calls(text) == want, text
+
+
+# ---- found by mutating bfcl.py (each survived the tests above) ----
+
+def test_a_list_of_dicts_must_have_every_item():
+    xs = {"type": "array", "items": {"type": "dict"}}
+    doc = {"name": "f", "parameters": {"type": "dict", "properties": {"xs": xs}, "required": ["xs"]}}
+    answer = [{"f": {"xs": [[{"a": [1]}, {"a": [2]}]]}}]
+    assert not ast_check([doc], [{"f": {"xs": [{"a": 1}]}}], answer, "simple_python")[0]  # a prefix is not it
+    assert ast_check([doc], [{"f": {"xs": [{"a": 1}, {"a": 2}]}}], answer, "simple_python")[0]
+
+
+def test_a_decoded_call_names_one_function():
+    doc = {"name": "f", "parameters": {"type": "dict", "properties": {}, "required": []}}
+    assert not ast_check([doc], [{"f": {}, "g": {}}], [{"f": {}}], "simple_python")[0]

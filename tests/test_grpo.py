@@ -266,3 +266,25 @@ def test_token_entropy_matches_numpy():
     pt = np.exp(zt - zt.max(-1, keepdims=True))
     pt /= pt.sum(-1, keepdims=True)
     np.testing.assert_allclose(token_entropy(t(z), 0.5).numpy(), -(pt * np.log(pt)).sum(-1), atol=1e-6)
+
+
+# ---- found by mutating grpo.py (each survived the tests above) ----
+
+def test_a_huge_logprob_on_padding_neither_overflows_nor_trains():
+    """The log-ratio is clamped before exp: a padded position holding +1e4 (what a pad token may score) would make
+    the ratio inf and the gradient NaN (the padding test above only tried -1e4, which underflows harmlessly)."""
+    lp = torch.zeros(2, 3, dtype=torch.float64)
+    lp[1, 2] = 1e4
+    lp.requires_grad_()
+    mask = torch.tensor([[1., 1, 1], [1, 1, 0]])
+    loss, _ = grpo_loss(lp, torch.zeros(2, 3, dtype=torch.float64), None, torch.tensor([1., -1], dtype=torch.float64),
+                        mask, kl_coef=0.0)
+    loss.backward()
+    assert torch.isfinite(lp.grad).all() and lp.grad[1, 2] == 0
+
+
+def test_ratio_max_looks_at_valid_tokens_only():
+    lp = torch.tensor([[0.0, 3.0]], dtype=torch.float64)
+    _, met = grpo_loss(lp, torch.zeros(1, 2, dtype=torch.float64), None, torch.ones(1, dtype=torch.float64),
+                       torch.tensor([[1., 0]]), kl_coef=0.0)
+    assert met["ratio_max"].item() == 1.0  # not e^3 from the padded position

@@ -300,3 +300,14 @@ def test_config_from_transformers5_rope_parameters():
     d["rope_parameters"] = {"rope_theta": 123.0, "rope_type": "yarn", "factor": 4.0}
     with pytest.raises(ValueError, match="yarn"):
         ModelConfig.from_dict(d)
+
+
+def test_every_query_sees_itself_in_the_training_masks():
+    """A query with nothing to attend to (a left-pad position; an empty row of an explicit mask) gives NaN in
+    kernels that do not zero such rows (torch's CPU SDPA happens to), and 0 * NaN leaks into real rows next layer."""
+    mask = Transformer._train_mask(torch.tensor([[0, 0, 1, 1]]))
+    assert mask[0, 0].diagonal().all() and not mask[0, 0, 3, 0]  # itself yes, a pad key no
+    explicit = torch.zeros(1, 3, 3, dtype=torch.bool)
+    explicit[0, 2, 0] = True
+    mask = Transformer._train_mask(explicit)
+    assert mask[0, 0].diagonal().all() and mask[0, 0, 2, 0] and not mask[0, 0, 1, 0]

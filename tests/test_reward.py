@@ -379,3 +379,18 @@ def test_logged_format_rate_is_the_rewards_format_component(text, fmt, monkeypat
     monkeypatch.setattr(ro, "generate", lambda *a, **k: [[Sample([1])]])
     (ep,), _ = ro.rollout(None, Tok(), [{"answer": wrong}], [[1]], n=1, max_new_tokens=1, temperature=0.0)
     assert ep.format_ok is fmt  # what train.py's `format` column averages
+
+
+# ---- found by mutating reward.py (each survived the tests above) ----
+
+def test_the_last_assistant_header_starts_the_reply():
+    """A think block before the last "<|im_start|>assistant" belongs to an earlier turn: no format, no reward."""
+    call = json.dumps([{"name": "f", "arguments": {}}])
+    text = f"<|im_start|>assistant\n<think>x</think><|im_start|>assistant\n<tool_call>{call}</tool_call>"
+    assert tool_call_reward(text, [{"name": "f", "arguments": {}}]) == 0.0
+
+
+def test_name_partial_counts_names_as_a_multiset():
+    """Two calls of f against one: the names do not match (a set would say they do)."""
+    text = "<think>x</think><tool_call>" + json.dumps([{"name": "f", "arguments": {"a": 1}}] * 2) + "</tool_call>"
+    assert get_reward_fn("name_partial")(text, [{"name": "f", "arguments": {"a": 2}}]) == 0.2

@@ -249,6 +249,32 @@ def test_resume_is_exact_when_the_updates_move_the_weights(tiny, tmp_path, monke
     assert all(m["grad_norm"] > 0 for m in ma[2:]) and len({m["reward"] for m in ma}) > 1
 
 
+def test_clip_eps_high_and_loss_agg_reach_the_loss(tiny, tmp_path, monkeypatch):
+    """--clip-eps-high and --loss-agg (with its max_len) reach grpo_loss: dropping any of them on the way survived
+    every other test. A paying hash reward. Clipping: the ratio moves in a step's second update, where a tiny
+    --clip-eps clips it. Aggregation: one update per step (its loss is taken before any change) and completions of
+    varied length (a seventh of the ids stop), so Dr. GRPO's loss, sum / (sequences x max_new_tokens), is the
+    token-mean's times mean length / max_new_tokens."""
+    import zlib
+
+    from tooln1_min import reward
+    from tooln1_min.tokenizer import Tokenizer
+    monkeypatch.setitem(reward.REWARDS, "binary", lambda completion, answer: float(zlib.crc32(completion.encode()) % 2))
+    base, data = tiny
+    clip = {"tight": ["--clip-eps", "0.001"], "high": ["--clip-eps", "0.001", "--clip-eps-high", "0.5"]}
+    for name, flags in clip.items():
+        _train(*_args(base, data, tmp_path / name, *flags, lr=1e-2, n=4, max_steps=1))
+    assert json.loads(open(tmp_path / "tight" / "metrics.jsonl").readline())["clip_frac"] > 0
+    tight, high = _weights(tmp_path / "tight"), _weights(tmp_path / "high")
+    assert any(not torch.equal(tight[k], high[k]) for k in tight)
+    monkeypatch.setattr(Tokenizer, "stop_token_ids", property(lambda self: list(range(0, 800, 7))))
+    for name, agg in (("plain", "token-mean"), ("norm", "seq-mean-token-sum-norm")):
+        _train(*_args(base, data, tmp_path / name, "--loss-agg", agg, n=4, mini_batch_size=4, max_steps=1))
+    plain, norm = (json.loads(open(tmp_path / r / "metrics.jsonl").readline()) for r in ("plain", "norm"))
+    assert 1 < plain["resp_len"] < 8 and plain["loss"] != 0
+    assert norm["loss"] == pytest.approx(plain["loss"] * plain["resp_len"] / 8, rel=1e-4)
+
+
 def test_resume_refuses_changed_settings_unless_allowed(tiny, tmp_path):
     base, data = tiny
     out = tmp_path / "run"

@@ -384,3 +384,21 @@ def test_failed_graph_capture_falls_back_once(model, monkeypatch, capsys):
     want = generate(model, _prompts(), **kw)
     assert [[s.token_ids for s in g] for g in got] == [[s.token_ids for s in g] for g in want + want]
     assert len(tries) == 1 and capsys.readouterr().err.count("capture failed") == 1
+
+
+# ---- found by mutating sampler.py (each survived the tests above) ----
+
+def test_top_k_keeps_k_tokens():
+    lp = filter_logits(torch.tensor([[2.0, 1.0, 0.5, 0.0, -1.0]]), 1.0, top_k=2)
+    assert torch.isfinite(lp[0, :2]).all() and torch.isinf(lp[0, 2:]).all()
+
+
+def test_a_row_cut_off_for_room_ends_as_length_even_if_a_stop_id_follows(model):
+    """With CUDA's sync_every=8 dead rows keep decoding until the next look: a stop id they draw after running out
+    of room must not turn their "length" into "stop" (the truncation rate would be wrong)."""
+    prompts = [[1] * 5, [2] * 2]
+    kw = dict(max_new_tokens=10, max_len=8, temperature=0, sync_every=8)
+    free = generate(model, prompts, **kw)
+    stops = set(range(96)) - set(free[0][0].token_ids) - set(free[1][0].token_ids)  # every id not emitted in room
+    out = generate(model, prompts, stop_token_ids=stops, **kw)
+    assert [g[0].finish_reason for g in out] == ["length", "length"]
