@@ -96,7 +96,7 @@ def read_jsonl(path):
                 try:
                     json.dumps(row, ensure_ascii=False).encode("utf-8")
                 except UnicodeEncodeError:
-                    raise ValueError(f"{path}:{lineno}: a lone surrogate escape (half of a \\uXXXX\\uXXXX pair) "
+                    raise ValueError(f"{path}:{lineno}: a lone surrogate escape (half of a surrogate pair) "
                                      "is not text") from None
             yield lineno, row
 
