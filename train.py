@@ -532,8 +532,8 @@ def prepare_run(cfg, device) -> str | None:
     if held:
         inside = ckpt.run_file_holding(cfg.out, cfg.model)
         if inside:
-            raise SystemExit(f"--overwrite would delete --model {cfg.model} (it is in {inside}, a file of the run "
-                             f"in {cfg.out}); copy it elsewhere first, or start the new run in another --out")
+            raise SystemExit(f"starting over in {cfg.out} would delete --model {cfg.model} (it is in {inside}, a "
+                             "file of the run there); copy it elsewhere first, or start the new run in another --out")
     if tdist.is_main():
         if held:
             ckpt.clear_run(cfg.out)

@@ -159,7 +159,7 @@ def test_overwrite_refuses_to_delete_the_model_it_trains_from(tiny, tmp_path):
     base, data = tiny
     out = tmp_path / "run"
     _train(*_args(base, data, out, max_steps=1))
-    with pytest.raises(SystemExit, match="--overwrite would delete --model .*checkpoint"):
+    with pytest.raises(SystemExit, match="starting over in .* would delete --model .*checkpoint"):
         _train(*_args(str(out / "checkpoint" / "hf"), data, out, "--overwrite", max_steps=1))
     assert _steps(out) == [1] and os.path.isfile(out / "checkpoint" / "hf" / "config.json")
 
