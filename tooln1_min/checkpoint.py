@@ -104,10 +104,10 @@ def run_file_holding(out: str, path: str) -> str | None:
     """The run file or folder of `out` (what clear_run deletes) that holds `path`, links followed; else None."""
     target = os.path.realpath(path)
     for name in RUN_FILES:
-        for place in {os.path.join(out, name), os.path.realpath(os.path.join(out, name))}:
-            if os.path.lexists(place) and (target == os.path.realpath(place) or
-                                           target.startswith(os.path.realpath(place) + os.sep)):
-                return place
+        place = os.path.join(out, name)
+        real = os.path.realpath(place)
+        if os.path.lexists(place) and (target == real or target.startswith(real + os.sep)):
+            return place
     return None
 
 
