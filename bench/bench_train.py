@@ -211,9 +211,10 @@ def _grpo_figure(args, m, tok_note):
     total = m["t_rollout"] + m["t_logprobs"] + m["t_update"]
     print(f"GRPO step {m['step']}: {total:.2f} s = rollout {m['t_rollout']:.2f} + logprobs "
           f"{m['t_logprobs']:.2f} + update {m['t_update']:.2f}  ({m['tok_per_s']:,.0f} rollout tok/s)", flush=True)
-    emit(f"grpo step {m['step']} {args.size}", size=args.size, prompts=args.prompts, n=args.n, new=args.new,
-         step=m["step"], seconds=round(total, 3), t_rollout=round(m["t_rollout"], 3),
-         t_logprobs=round(m["t_logprobs"], 3), t_update=round(m["t_update"], 3),
+    compiled = "--compile" in args.train_args
+    emit(f"grpo step {m['step']} {args.size}" + (" compiled" if compiled else ""), size=args.size, compiled=compiled,
+         prompts=args.prompts, n=args.n, new=args.new, step=m["step"], seconds=round(total, 3),
+         t_rollout=round(m["t_rollout"], 3), t_logprobs=round(m["t_logprobs"], 3), t_update=round(m["t_update"], 3),
          rollout_tok_per_s=round(m["tok_per_s"]), tokenizer=tok_note, warm=m["step"] > 1)
 
 

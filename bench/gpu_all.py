@@ -4,8 +4,8 @@
     bash bench/gpu_all.sh --smoke --out DIR         # the same code paths on CPU at toy sizes (a test runs this)
 
 Jobs run one at a time, each in its own process (a hang or a CUDA crash costs that job only) with its own time
-limit, in priority order: environment, correctness, sampler, the 1.5B update, grpo, the update's variants, then the
-slower correctness checks.
+limit, in priority order: environment, correctness, sampler, the 1.5B update, grpo, the update's variants, the
+slower correctness checks, then the GRPO step with --compile.
 A job whose estimate no longer fits in what is left of --budget is skipped with a line saying so. Each figure is
 appended to DIR/results.jsonl the moment it exists ({"section", "name", "status": ok|failed|skipped, ...}), every
 job's output goes to DIR/gpu_all.log, and DIR/summary.md holds the final table next to the reference figures.
@@ -58,6 +58,7 @@ def jobs(smoke: bool, tokenizer: str):
             ("grpo", "grpo tiny", 20, 120, [PY, f"{b}/bench_train.py", "grpo", "--size", "tiny", "--prompts", "2",
                                             "--n", "2", "--new", "8", "--steps", "1", *tok]),
             ("correctness", "tests/test_gpu.py --compile", 5, 60, test_gpu + ["-k", "train_py and compile"]),
+            ("grpo", "grpo tiny compiled", 0, 0, "not rehearsed on CPU (minutes of C++ compilation)"),
         ]
     return [
         ("environment", "versions, device, copy bandwidth", 10, 60, [PY, f"{b}/env_info.py"]),
@@ -80,6 +81,11 @@ def jobs(smoke: bool, tokenizer: str):
                                                      "--batch", "4", "--seq", "1024", "--compile"]),
         ("correctness", "tests/test_gpu.py --compile", 55, 200, test_gpu + ["-k", "train_py and compile"]),
         ("correctness", "parity 7b (4 layers)", 40, 150, [PY, f"{b}/parity.py", "--size", "7b", "--layers", "4"]),
+        # The GRPO step with train.py --compile (the update and the reference pass compiled): last, it is the
+        # costliest to start (compilation) and the eager step above already answers the target's question.
+        ("grpo", "grpo 0.5b compiled", 130, 240, [PY, f"{b}/bench_train.py", "grpo", "--size", "0.5b", "--prompts",
+                                                  "8", "--n", "5", "--new", "256", "--steps", "3", *tok,
+                                                  "--train-args", "--compile"]),
     ]
 
 
@@ -229,7 +235,9 @@ def main(argv=None):
     p.add_argument("--out", required=True, help="folder for results.jsonl, gpu_all.log, summary.md")
     p.add_argument("--smoke", action="store_true", help="CPU rehearsal at toy sizes")
     p.add_argument("--budget", type=float, default=None, help="wall seconds in all (default 480; smoke 150)")
-    p.add_argument("--only", default="", help="comma-separated sections to run (default: all)")
+    p.add_argument("--only", default="", help="comma-separated sections or job names to run (default: all); e.g. "
+                   "a second call for what the first one's budget skipped: --only 'parity 7b (4 layers),grpo 0.5b "
+                   "compiled'")
     p.add_argument("--tokenizer", default=os.environ.get("TOKENIZER", ""),
                    help="a Qwen2.5 tokenizer folder for the GRPO step (default $TOKENIZER; else one is trained)")
     args = p.parse_args(argv)
@@ -243,7 +251,7 @@ def main(argv=None):
     run.say(f"{'smoke (CPU) ' if args.smoke else ''}run, budget {run.budget:.0f} s, out {args.out}")
     try:
         for section, name, est, limit, cmd in jobs(args.smoke, args.tokenizer):
-            if only and section not in only:
+            if only and section not in only and name not in only:
                 continue
             try:
                 run.job(section, name, est, limit, cmd)

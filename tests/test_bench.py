@@ -50,6 +50,17 @@ def test_gpu_all_records_a_failing_job_and_goes_on(tmp_path, monkeypatch):
     assert "1 ok, 2 failed, 2 skipped" in (tmp_path / "summary.md").read_text()
 
 
+def test_gpu_all_only_takes_sections_and_job_names(tmp_path, monkeypatch):
+    """A second call on the same machine runs just what the first one's budget skipped, named job by job."""
+    import gpu_all
+    ran = []
+    monkeypatch.setattr(gpu_all.Run, "job", lambda self, section, name, *a: ran.append(name))
+    monkeypatch.setattr(gpu_all, "jobs", lambda smoke, tok: [
+        ("a", "a1", 1, 30, []), ("a", "a2", 1, 30, []), ("b", "b1", 1, 30, []), ("c", "c1", 1, 30, [])])
+    gpu_all.main(["--smoke", "--out", str(tmp_path), "--only", "b, a2"])
+    assert ran == ["a2", "b1"]
+
+
 def test_profile_splits_time_by_kind_and_skips_annotations(tmp_path, monkeypatch):
     """A profile record says where the time went by kind (matmul vs the tail of small kernels), and a
     record_function range (as Optimizer.step's) is not counted on top of the operators it encloses."""
