@@ -87,7 +87,7 @@ def score_output(entry: dict, output: dict, category: str) -> dict:
     """Fill output's calls/ok/reason from its raw text; a skipped prompt is a failure."""
     if output.get("skipped"):
         return {**output, "calls": None, "ok": False, "reason": output.get("reason") or "prompt too long"}
-    calls = bfcl.decode_tool_calls(output["text"])
+    calls = bfcl.decode_tool_calls(output["text"], any_name=True)
     try:
         ok, reason = bfcl.ast_check(entry["function"], calls, entry.get("ground_truth"), category)
     except ValueError as e:  # a data/checker mismatch must not cost a finished generation run; it is recorded

@@ -627,6 +627,44 @@ def test_source_readers_match_official():
             assert (type(mine), mine) == (type(official), official), (text, types_)
 
 
+def _tool_n1_decode(text):
+    """Tool-N1's BFCL handler (eval/bfcl_handler.py), restated: the first block's JSON (None when there is none or
+    it is bad JSON), then decode_ast's [{call["name"]: call["arguments"]}]; any exception is a decode failure."""
+    import re
+    m = re.search(r"<tool_call>(.*?)</tool_call>", text, flags=re.DOTALL)
+    try:
+        payload = json.loads(m.group(1).strip()) if m else None
+    except json.JSONDecodeError:
+        payload = None
+    return [{c["name"]: c["arguments"]} for c in payload]  # raises on None, a bare object's keys, ...
+
+
+RELEVANCE_OUTPUTS = [
+    '[{"name": "f", "arguments": {"x": 1}}]', '[{"name": null, "arguments": {}}]', '[{"name": 3, "arguments": {}}]',
+    '[{"name": true, "arguments": {"a": 1}}]', '[{"name": ["f"], "arguments": {}}]', '[{"name": {}, "arguments": {}}]',
+    '[{"name": "f", "arguments": "{\\"x\\": 1}"}]', '[{"name": null, "arguments": null}]', '[{"name": "f"}]',
+    '[{"arguments": {}}]', '[{"name": "f", "arguments": {}}, {"name": null, "arguments": {}}]',
+    '[{"name": null, "arguments": {}}, {"name": "g", "arguments": 1}]', '[]', '[{}]', '{"name": "f", "arguments": {}}',
+    '"f"', "oops", '[{"name": "f", "arguments": {}, "extra": 1}]', '[{"name": NaN, "arguments": {}}]']
+
+
+@pytest.mark.parametrize("block", RELEVANCE_OUTPUTS, ids=range(len(RELEVANCE_OUTPUTS)))
+def test_relevance_verdicts_match_the_official_path(block):
+    """(Ir)relevance entries pass or fail on whether the output holds a call, as bfcl-eval decides it: the handler's
+    decode_ast, then is_empty_output. A null or numeric name is a call there ({None: {...}}), so it fails an
+    irrelevance entry (it passed here when every non-string name was a decode failure)."""
+    pytest.importorskip("bfcl_eval")
+    from bfcl_eval.utils import is_empty_output
+    text = f"<think>t</think><tool_call>{block}</tool_call>"
+    try:
+        official_calls = not is_empty_output(_tool_n1_decode(text))
+    except Exception:  # noqa: BLE001 (any decode error is "no call" officially)
+        official_calls = False
+    ours = decode_tool_calls(text, any_name=True)
+    assert ast_check([], ours, None, "irrelevance")[0] == (not official_calls), ours
+    assert ast_check([], ours, None, "live_relevance")[0] == official_calls, ours
+
+
 def test_decoder_is_linear_on_unclosed_tags():
     """The regex retried every open tag (100k unclosed tags: minutes); a 1 MB hostile completion now decodes in
     well under a second, with the regex's answers on ordinary text."""

@@ -124,12 +124,14 @@ def _first_block(text: str) -> str | None:
     return None if end == -1 else text[start + len(_CALL_OPEN):end]
 
 
-def decode_tool_calls(text: str) -> list[dict] | None:
+def decode_tool_calls(text: str, any_name: bool = False) -> list[dict] | None:
     """The first <tool_call>...</tool_call> block as BFCL's decoded form [{name: arguments}], or None.
 
     As in Tool-N1's BFCL handler, the block (stripped of any whitespace, as str.strip does) holds a JSON list of
     {"name", "arguments"}; a bare object is a decode failure there (its handler iterates the object's keys), so it
     is here. None means a decode failure: no block, bad JSON, not a list, an empty list or a malformed element.
+    any_name (BFCL's scoring): a name that is not a string but can be a dict key (null, a number, a boolean) is kept,
+    as that handler keeps it ({None: {...}}: a call, which fails an irrelevance entry); else it is a failure.
     """
     block = _first_block(text) if isinstance(text, str) else None
     if block is None:
@@ -145,8 +147,9 @@ def decode_tool_calls(text: str) -> list[dict] | None:
         if not isinstance(item, dict):
             return None
         name, arguments = item.get("name"), item.get("arguments")
-        if not isinstance(name, str) or not isinstance(arguments, dict):
-            return None
+        if not isinstance(arguments, dict) or not (isinstance(name, str) or any_name and "name" in item
+                                                   and not isinstance(name, (list, dict))):  # no dict key: fails
+            return None                                                                   # there too
         calls.append({name: arguments})
     return calls
 
