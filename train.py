@@ -374,6 +374,7 @@ def train(cfg: TrainConfig):
     check_inputs(cfg, world, device)
     torch.manual_seed(cfg.seed)
     tok = Tokenizer.from_pretrained(cfg.model)
+    tok_files = ckpt.read_tokenizer_files(cfg.model) if tdist.is_main() else {}  # what every checkpoint gets
     mconf = read_model_config(cfg.model, tok)
     resume_from = prepare_run(cfg, device)  # before any model work: a refused folder costs nothing
     records, prompt_ids = load_data(cfg, tok)
@@ -416,7 +417,8 @@ def train(cfg: TrainConfig):
         write_metrics(cfg, metrics, loggers, last)
         due = due or (step + 1) % cfg.save_every == 0 or last  # a save a skipped step passed on stays due
         if due or bad_steps:
-            due = save_or_stop(cfg, step + 1, bad_steps, last, policy, optimizer, scheduler, mconf, device, due)
+            due = save_or_stop(cfg, step + 1, bad_steps, last, policy, optimizer, scheduler, mconf, tok_files,
+                               device, due)
     if cfg.eval_data:
         sync_sampler(policy, sampler_model)
         evals["after"] = evaluate(cfg, sampler_model, tok, rank, world, device, "after", loggers, max_steps)
@@ -477,7 +479,7 @@ def write_metrics(cfg, metrics, loggers, last):
         print(format_line(metrics), flush=True)
 
 
-def save_or_stop(cfg, step, bad_steps, last, policy, optimizer, scheduler, mconf, device, due) -> bool:
+def save_or_stop(cfg, step, bad_steps, last, policy, optimizer, scheduler, mconf, tok_files, device, due) -> bool:
     """Save a checkpoint when one is due, never with non-finite weights, and not from a step whose update was
     skipped: that save waits for the next good step (the last step saves anyway: a skipped update left the weights
     as they were, and a finished run must not end without its final checkpoint). Stop after max_bad_steps skipped
@@ -496,8 +498,8 @@ def save_or_stop(cfg, step, bad_steps, last, policy, optimizer, scheduler, mconf
         raise SystemExit(f"step {step}: the weights hold NaN or inf; not saving them over {latest}")
     if bad_steps:
         log(f"step {step}: the last step's update was skipped; saving the weights it left unchanged")
-    ckpt.save_checkpoint(cfg.out, step, policy, optimizer, {"scheduler": scheduler.state_dict()}, cfg.model,
-                         mconf, cfg.keep_checkpoints, cfg.keep_every)
+    ckpt.save_checkpoint(cfg.out, step, policy, optimizer, {"scheduler": scheduler.state_dict()}, tok_files, mconf,
+                         cfg.keep_checkpoints, cfg.keep_every)
     return False
 
 

@@ -131,10 +131,23 @@ def check_shared_folder(out: str, device):
                          "and published by rank 0)")
 
 
-def save_checkpoint(out: str, step: int, model, optimizer, trainer_state: dict, tokenizer_dir: str | None,
+def read_tokenizer_files(folder: str) -> dict[str, bytes]:
+    """The tokenizer files of a model folder (TOKENIZER_FILES that exist), read once when a run starts: every
+    checkpoint then holds the tokenizer the run trained with, even if the folder changes or goes away mid-run."""
+    files = {}
+    for name in TOKENIZER_FILES:
+        path = os.path.join(folder, name)
+        if os.path.isfile(path):
+            with open(path, "rb") as f:
+                files[name] = f.read()
+    return files
+
+
+def save_checkpoint(out: str, step: int, model, optimizer, trainer_state: dict, tokenizer_files: dict[str, bytes],
                     config: ModelConfig, keep: int = 2, keep_every: int = 0) -> str:
     """Write checkpoints/step-N (hf/, resume/, trainer_state.json last), then point `checkpoint` at it, then
-    delete old checkpoints beyond `keep` (steps divisible by keep_every stay). Every rank calls this."""
+    delete old checkpoints beyond `keep` (steps divisible by keep_every stay). Every rank calls this.
+    tokenizer_files: {file name: bytes} (read_tokenizer_files), written into hf/ beside the weights."""
     root = os.path.join(out, STEPS)
     final, tmp = os.path.join(root, f"step-{step}"), os.path.join(root, f".step-{step}.tmp")
     if is_main():
@@ -148,9 +161,9 @@ def save_checkpoint(out: str, step: int, model, optimizer, trainer_state: dict, 
     if is_main():
         hf = os.path.join(tmp, "hf")
         save_pretrained(config, full, hf)
-        for f in TOKENIZER_FILES if tokenizer_dir else ():
-            if os.path.isfile(os.path.join(tokenizer_dir, f)):
-                shutil.copy(os.path.join(tokenizer_dir, f), hf)
+        for name, data in tokenizer_files.items():
+            with open(os.path.join(hf, name), "wb") as f:
+                f.write(data)
     del full
     msd, osd = get_state_dict(model, optimizer)
     dcp.save({"model": msd, "optim": osd}, checkpoint_id=os.path.join(tmp, "resume"))
