@@ -373,8 +373,8 @@ def train(cfg: TrainConfig):
     rank, world, device = tdist.init_distributed()
     check_inputs(cfg, world, device)
     torch.manual_seed(cfg.seed)
-    tok = Tokenizer.from_pretrained(cfg.model)
     tok_files = ckpt.read_tokenizer_files(cfg.model) if tdist.is_main() else {}  # what every checkpoint gets
+    tok = Tokenizer.from_pretrained(cfg.model)
     mconf = read_model_config(cfg.model, tok)
     resume_from = prepare_run(cfg, device)  # before any model work: a refused folder costs nothing
     records, prompt_ids = load_data(cfg, tok)

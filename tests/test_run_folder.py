@@ -165,27 +165,29 @@ def test_overwrite_refuses_to_delete_the_model_it_trains_from(tiny, tmp_path):
 
 
 def test_checkpoints_keep_the_tokenizer_the_run_started_with(tiny, tmp_path, monkeypatch):
-    """The tokenizer files are read when the run starts: a --model folder emptied mid-run (a cleanup, a moved
-    download) still leaves every checkpoint a loadable HF folder with the tokenizer the run trained with."""
+    """A --model folder emptied once the run has loaded its tokenizer (a cleanup, a moved download) still leaves
+    every checkpoint a loadable HF folder with the tokenizer the run trained with (they were copied at save time,
+    and silently skipped when gone)."""
     import shutil
     from tooln1_min.tokenizer import Tokenizer
     base, data = tiny
     model = tmp_path / "model"
     shutil.copytree(base, model)
-    read = ckpt.read_tokenizer_files
+    load = Tokenizer.from_pretrained
 
-    def read_then_delete(folder):
-        files = read(folder)
-        for name in files:
-            os.remove(os.path.join(folder, name))
-        return files
-    monkeypatch.setattr(ckpt, "read_tokenizer_files", read_then_delete)
+    def load_then_delete(path):
+        tok = load(path)
+        for name in ckpt.TOKENIZER_FILES:
+            if os.path.exists(os.path.join(path, name)):
+                os.remove(os.path.join(path, name))
+        return tok
+    monkeypatch.setattr(train_script.Tokenizer, "from_pretrained", load_then_delete)
     _train(*_args(str(model), data, tmp_path / "run", max_steps=1))
     hf = tmp_path / "run" / "checkpoint" / "hf"
     assert not os.path.exists(model / "tokenizer.json")
     for name in ("tokenizer.json", "tokenizer_config.json"):
         assert (hf / name).read_bytes() == open(os.path.join(base, name), "rb").read()
-    assert Tokenizer.from_pretrained(str(hf)).vocab_size == Tokenizer.from_pretrained(base).vocab_size
+    assert load(str(hf)).vocab_size == load(base).vocab_size
 
 
 def test_a_torn_last_metrics_line_does_not_block_resume(tiny, tmp_path):
