@@ -147,9 +147,12 @@ def decode_tool_calls(text: str, any_name: bool = False) -> list[dict] | None:
         if not isinstance(item, dict):
             return None
         name, arguments = item.get("name"), item.get("arguments")
-        if not isinstance(arguments, dict) or not (isinstance(name, str) or any_name and "name" in item
-                                                   and not isinstance(name, (list, dict))):  # no dict key: fails
-            return None                                                                   # there too
+        if any_name:  # the handler's dict key: a missing name, or a list or object (no dict key), fails there too
+            name_ok = "name" in item and not isinstance(name, (list, dict))
+        else:
+            name_ok = isinstance(name, str)
+        if not name_ok or not isinstance(arguments, dict):
+            return None
         calls.append({name: arguments})
     return calls
 
