@@ -96,3 +96,15 @@ def test_missing_template_and_files(tok, tmp_path):
     with pytest.raises(FileNotFoundError, match="tokenizer.json"):
         Tokenizer.from_pretrained(str(tmp_path))
     assert CHATML_TEMPLATE in tok.config["chat_template"]
+
+
+@pytest.mark.parametrize("name", ["tokenizer.json", "tokenizer_config.json", "generation_config.json"])
+def test_unreadable_tokenizer_files_are_named(tok, tmp_path, name):
+    """A tokenizer file cut short is an error naming it (they were a bare JSONDecodeError, or the tokenizers
+    library's 'EOF while parsing' with no file at all)."""
+    tok.save_pretrained(tmp_path)
+    path = tmp_path / name
+    path.write_text(path.read_text()[:-5])
+    why = "the tokenizers library can't read it" if name == "tokenizer.json" else "not valid JSON"
+    with pytest.raises(ValueError, match=rf"{name.replace('.', '[.]')}: {why}"):
+        Tokenizer.from_pretrained(str(tmp_path))

@@ -14,6 +14,8 @@ from functools import lru_cache
 from tokenizers import AddedToken, Regex, decoders, models, normalizers, pre_tokenizers, trainers
 from tokenizers import Tokenizer as _HFTokenizer
 
+from .model import read_json
+
 # Qwen2.5's added tokens in id order (151643..151664 in the real vocabulary). The flag is the `special` bit:
 # <tool_call>/</tool_call> and the FIM tokens are NOT special, so decode(skip_special_tokens=True) keeps them.
 QWEN_ADDED_TOKENS = [
@@ -95,15 +97,17 @@ class Tokenizer:
             raise FileNotFoundError(f"{tj} not found: the checkpoint folder needs a tokenizer.json")
         config, gen = {}, {}
         if os.path.isfile(os.path.join(path, "tokenizer_config.json")):
-            with open(os.path.join(path, "tokenizer_config.json")) as f:
-                config = json.load(f)
+            config = read_json(os.path.join(path, "tokenizer_config.json"))
         if os.path.isfile(os.path.join(path, "chat_template.jinja")):  # newer transformers saves it separately,
             with open(os.path.join(path, "chat_template.jinja")) as f:  # and prefers it to the config's copy
                 config["chat_template"] = f.read()
         if os.path.isfile(os.path.join(path, "generation_config.json")):
-            with open(os.path.join(path, "generation_config.json")) as f:
-                gen = json.load(f)
-        return cls(_HFTokenizer.from_file(tj), config, gen, path)
+            gen = read_json(os.path.join(path, "generation_config.json"))
+        try:
+            tok = _HFTokenizer.from_file(tj)
+        except Exception as e:  # noqa: BLE001 - the tokenizers library raises a bare Exception, naming no file
+            raise ValueError(f"{tj}: the tokenizers library can't read it ({e})") from None
+        return cls(tok, config, gen, path)
 
     @property
     def vocab_size(self) -> int:
