@@ -50,8 +50,8 @@ class DemoConfig:
     layers: int = 4
     heads: int = 2                    # head dim 48: at head dim 24 copying values from the query emerged later
     kv_heads: int = 1
-    rope_theta: float = 1e6           # Qwen2.5's
-    init_std: float = 0.055           # not Qwen's 0.02: at this width copying then emerged late, for few seeds
+    rope_theta: float = 1e4           # not Qwen2.5's 1e6 (made for 32k contexts): on valid, with std 0.06, the
+    init_std: float = 0.06            # one setting tried where every seed 0/1/2 gained >= 10 points (README)
     sft_steps: int = 2200             # small batches, many steps: copying values from the query emerges late
     sft_batch: int = 8
     sft_lr: float = 3e-3
