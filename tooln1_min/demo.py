@@ -56,11 +56,11 @@ class DemoConfig:
     sft_batch: int = 8
     sft_lr: float = 3e-3
     sft_lr_decay: str = "none"        # constant: cosine over 1500 steps stopped short of copying (README)
-    grpo_steps: int = 300             # valid, from the same warm starts: 200 steps +7 / +7, 300 steps +8 / +8.5
+    grpo_steps: int = 300             # valid (theta 1e6 warm starts): 200 steps +7 / +7, 300 steps +8 / +8.5
     grpo_batch: int = 32              # 32 x 8 samples beat 8 x 16, 16 x 8, 16 x 16 and 64 x 4 (README)
     grpo_n: int = 8
     grpo_lr: float = 5e-4
-    grpo_lr_decay: str = "cosine"     # valid, seeds 0/1/2: 85.5/85.0/68.0% vs constant 85.0/84.5/66.5% (README)
+    grpo_lr_decay: str = "cosine"     # valid (theta 1e6): 85.5/85.0/68.0% vs constant 85.0/84.5/66.5% (README)
     grpo_kl: float = 1e-3
     grpo_temperature: float = 0.7     # Tool-N1's rollout temperature
     grpo_filter_groups: bool = True   # DAPO: skip groups whose samples all scored the same (a third faster here)
