@@ -108,3 +108,27 @@ def test_unreadable_tokenizer_files_are_named(tok, tmp_path, name):
     why = "the tokenizers library can't read it" if name == "tokenizer.json" else "not valid JSON"
     with pytest.raises(ValueError, match=rf"{name.replace('.', '[.]')}: {why}"):
         Tokenizer.from_pretrained(str(tmp_path))
+
+
+def test_non_ascii_templates_round_trip_under_an_ascii_locale(tok, tmp_path):
+    """tokenizer_config.json is written with ensure_ascii=False (as transformers does), so its files are UTF-8 whatever
+    the locale: under LC_ALL=C without UTF-8 mode, open()'s default encoding is ASCII and a template with '¡' failed
+    to save (UnicodeEncodeError), and a chat_template.jinja with one failed to load."""
+    import subprocess
+    import sys
+    template = "¡Hola, {{ messages[0]['content'] }}! 工具"
+    code = (f"import sys; sys.path.insert(0, {os.getcwd()!r})\n"
+            "from tooln1_min.tokenizer import Tokenizer\n"
+            f"t = Tokenizer.from_pretrained({str(tmp_path / 'a')!r})\n"
+            f"t.config['chat_template'] = {ascii(template)}\n"
+            f"t.save_pretrained({str(tmp_path / 'b')!r})\n"
+            f"open({str(tmp_path / 'a' / 'chat_template.jinja')!r}, 'w', encoding='utf-8').write({ascii(template)})\n"
+            f"for d in ('a', 'b'):\n"
+            f"    u = Tokenizer.from_pretrained({str(tmp_path)!r} + '/' + d)\n"
+            "    print(u.apply_chat_template([{'role': 'user', 'content': 'x'}]))\n")
+    tok.save_pretrained(tmp_path / "a")
+    env = {**os.environ, "LC_ALL": "C", "LANG": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0",
+           "PYTHONIOENCODING": "utf-8"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, encoding="utf-8")
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.splitlines() == ["¡Hola, x! 工具"] * 2

@@ -98,8 +98,8 @@ class Tokenizer:
         config, gen = {}, {}
         if os.path.isfile(os.path.join(path, "tokenizer_config.json")):
             config = read_json(os.path.join(path, "tokenizer_config.json"))
-        if os.path.isfile(os.path.join(path, "chat_template.jinja")):  # newer transformers saves it separately,
-            with open(os.path.join(path, "chat_template.jinja")) as f:  # and prefers it to the config's copy
+        if os.path.isfile(os.path.join(path, "chat_template.jinja")):  # newer transformers saves it apart,
+            with open(os.path.join(path, "chat_template.jinja"), encoding="utf-8") as f:  # and prefers it
                 config["chat_template"] = f.read()
         if os.path.isfile(os.path.join(path, "generation_config.json")):
             gen = read_json(os.path.join(path, "generation_config.json"))
@@ -157,10 +157,10 @@ class Tokenizer:
     def save_pretrained(self, path: str):
         os.makedirs(path, exist_ok=True)
         self.tok.save(os.path.join(path, "tokenizer.json"))
-        with open(os.path.join(path, "tokenizer_config.json"), "w") as f:
+        with open(os.path.join(path, "tokenizer_config.json"), "w", encoding="utf-8") as f:
             json.dump(self.config, f, indent=2, ensure_ascii=False)
         if self.generation_config:
-            with open(os.path.join(path, "generation_config.json"), "w") as f:
+            with open(os.path.join(path, "generation_config.json"), "w", encoding="utf-8") as f:
                 json.dump(self.generation_config, f, indent=2)
 
 
