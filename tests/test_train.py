@@ -458,21 +458,36 @@ def test_lr_schedule_warmup_then_decay_to_zero_over_all_updates():
     assert [f["cosine"](u) for u in (2, 4, 6, 10, 11)] == pytest.approx([1.0, 0.8536, 0.5, 0.0, 0.0], abs=1e-4)
 
 
-def test_demo_splits_are_disjoint(tmp_path):
+@pytest.mark.parametrize("n_eval", [30, 70])
+def test_demo_splits_are_disjoint(tmp_path, n_eval):
     """The demo's settings are chosen on valid.jsonl; test.jsonl, the split the README reports, shares no prompt
-    with it or with train.jsonl."""
+    with it or with train.jsonl. Both have eval_records records: test is the 90/10 split's test part (40 records
+    here), topped up (70) from records generated past n_records."""
     from tooln1_min.data import load_records
-    cfg = DemoConfig(**{**QUICK, "n_records": 400, "eval_records": 30}, out=str(tmp_path))
+    cfg = DemoConfig(**{**QUICK, "n_records": 400, "eval_records": n_eval}, out=str(tmp_path))
     data = make_data(cfg, "k")
     parts = {p: load_records(os.path.join(data, f"{p}.jsonl")) for p in ("train", "valid", "test")}
-    assert len(parts["valid"]) == len(parts["test"]) == 30 and len(parts["train"]) >= 300
+    assert len(parts["valid"]) == len(parts["test"]) == n_eval and len(parts["train"]) >= 300
     keys = {p: {json.dumps([r["messages"], r["tools"]], sort_keys=True) for r in rs} for p, rs in parts.items()}
     assert not keys["train"] & keys["valid"] and not keys["train"] & keys["test"] and not keys["valid"] & keys["test"]
-    # train and test are the plain 90/10 split of the first n_records: adding valid changed neither
+    # train and test's head are the plain 90/10 split of the first n_records: adding valid changed neither
     from tooln1_min.data import split_records
     from tooln1_min.synthetic import synthetic_records
     tools = [t for t in cfg.tools.split(",") if t]
     first = synthetic_records(400, seed=cfg.seed, max_tools=cfg.max_tools, p_parallel=cfg.p_parallel,
                               p_multiple=cfg.p_multiple, p_no_call=cfg.p_no_call, tools=tools)
     train, test = split_records(first, test_frac=cfg.test_frac, seed=cfg.seed)
-    assert parts["train"] == train and parts["test"] == test[:30]
+    assert len(test) == 40 and parts["train"] == train and parts["test"][:min(n_eval, 40)] == test[:n_eval]
+    # a smaller eval_records gives a prefix of the larger one's splits (the README's numbers stay comparable)
+    if n_eval > 30:
+        small = make_data(DemoConfig(**{**QUICK, "n_records": 400, "eval_records": 30}, out=str(tmp_path / "s")), "k")
+        for p in ("valid", "test"):
+            assert load_records(os.path.join(small, f"{p}.jsonl")) == parts[p][:30]
+
+
+def test_demo_split_shortage_is_named(tmp_path):
+    """One tool, one call, no distractors: a few hundred distinct prompts, too few for 500 + 500 held-out records."""
+    cfg = DemoConfig(**{**QUICK, "tools": "get_weather", "max_tools": 1, "p_parallel": 0.0, "p_multiple": 0.0,
+                        "p_no_call": 0.0, "eval_records": 500}, out=str(tmp_path))
+    with pytest.raises(ValueError, match="eval_records=500"):
+        make_data(cfg, "k")
