@@ -478,7 +478,8 @@ def test_demo_splits_are_disjoint(tmp_path, n_eval):
                               p_multiple=cfg.p_multiple, p_no_call=cfg.p_no_call, tools=tools)
     train, test = split_records(first, test_frac=cfg.test_frac, seed=cfg.seed)
     assert len(test) == 40 and parts["train"] == train and parts["test"][:min(n_eval, 40)] == test[:n_eval]
-    # a smaller eval_records gives a prefix of the larger one's splits (the README's numbers stay comparable)
+    # a smaller eval_records, within the split's test part (as 200 is of the demo's 240), gives a prefix of the
+    # larger one's splits: the README's 200-record numbers were scored on the first 200 of today's 1,000
     if n_eval > 30:
         small = make_data(DemoConfig(**{**QUICK, "n_records": 400, "eval_records": 30}, out=str(tmp_path / "s")), "k")
         for p in ("valid", "test"):
