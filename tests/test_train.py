@@ -2,6 +2,7 @@
 the demo pipeline, a GRPO toy task that must improve, and bad input."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -308,7 +309,22 @@ def test_demo_quick_end_to_end(tmp_path):
     table = (demo / "results.txt").read_text()
     assert "exact-match accuracy" in table and any(f"  {c} (" in table for c in ("single", "multiple", "parallel"))
     again = _run(["--quick", "--out", str(tmp_path / "demo")])  # cached stages are reused, not redone
-    assert "[demo] data:" not in again and "SFT warm start" in again and "sft:" not in again
+    assert "train / " not in again and "base: tokenizer" not in again and "SFT warm start" in again
+    for stage in ("data", "base", "sft", "grpo"):
+        assert f"[demo] {stage}: reused from" in again
+
+
+def test_demo_code_version_follows_the_code(tmp_path):
+    """The demo's stage cache is keyed on the code too: an edit to any module or to train.py gives a new version."""
+    from tooln1_min import demo
+    pkg = tmp_path / "tooln1_min"
+    shutil.copytree(os.path.join(ROOT, "tooln1_min"), pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(os.path.join(ROOT, "train.py"), tmp_path / "train.py")
+    assert demo.code_version(str(pkg)) == demo.code_version()
+    for f in (pkg / "synthetic.py", tmp_path / "train.py"):
+        before = demo.code_version(str(pkg))
+        f.write_text(f.read_text() + "\n# a fork's edit\n")
+        assert demo.code_version(str(pkg)) != before
 
 
 def test_demo_reward_curve_with_and_without_matplotlib(tmp_path, capsys, monkeypatch):

@@ -8,7 +8,8 @@ The whole Tool-N1 pipeline, small enough for a laptop, on the same code paths as
             because a random model never earns a binary reward
   4. grpo   GRPO with the binary reward, FSDP across the torchrun ranks
   5. eval   held-out format rate / exact-match accuracy / response length, after SFT vs after GRPO
-Each stage is cached in the run folder under a hash of its settings; `--stage` stops after that one.
+Each stage is cached in the run folder under a hash of its settings, the rank count and the code (this package and
+train.py: an edited generator, reward or trainer rebuilds what it feeds); `--stage` stops after that one.
 """
 import argparse
 import hashlib
@@ -77,9 +78,25 @@ def _stage_key(name, settings: dict, deps=()) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+def code_version(package_dir: str | None = None) -> str:
+    """A hash of the code the stages run: this package's modules and, beside it, train.py. Part of the first
+    stage's key, so a fork that edits the data generator, the reward or the trainer gets its stages rebuilt instead
+    of silently reusing ones the old code made."""
+    here = package_dir or os.path.dirname(os.path.abspath(__file__))
+    files = sorted(os.path.join(here, f) for f in os.listdir(here) if f.endswith(".py"))
+    files += [f for f in [os.path.join(os.path.dirname(here), "train.py")] if os.path.isfile(f)]
+    h = hashlib.sha256()
+    for f in files:
+        h.update(os.path.basename(f).encode() + b"\0" + open(f, "rb").read() + b"\0")
+    return h.hexdigest()[:16]
+
+
 def _cached(path, key) -> bool:
     stamp = os.path.join(path, "stage.json")
-    return os.path.isfile(stamp) and json.load(open(stamp)).get("key") == key
+    if os.path.isfile(stamp) and json.load(open(stamp)).get("key") == key:
+        log(f"[demo] {os.path.basename(path)}: reused from {path} (same settings, ranks and code)")
+        return True
+    return False
 
 
 def _stamp(path, key):
@@ -219,7 +236,8 @@ def run_demo(argv, train_fn):
     t0 = time.time()
     settings = asdict(cfg)
     k_data = _stage_key("data", {k: settings[k] for k in ("seed", "n_records", "tools", "max_tools", "p_parallel",
-                                                          "p_multiple", "p_no_call", "test_frac", "eval_records")})
+                                                          "p_multiple", "p_no_call", "test_frac", "eval_records")},
+                        [code_version()])
     k_base = _stage_key("base", {k: settings[k] for k in ("seed", "vocab", "hidden", "layers", "heads", "kv_heads",
                                                           "rope_theta", "init_std")}, [k_data])
     if tdist.is_main():
@@ -234,8 +252,9 @@ def run_demo(argv, train_fn):
     common = dict(data=os.path.join(data_dir, "train.jsonl"), eval_data=os.path.join(data_dir, "test.jsonl"),
                   seed=cfg.seed, max_new_tokens=cfg.max_new_tokens, eval_max_new_tokens=cfg.max_new_tokens,
                   max_prompt_len=1024, micro_batch_tokens=8192, save_every=10**9, weight_decay=0.0)
-    k_sft = _stage_key("sft", {k: settings[k] for k in ("sft_steps", "sft_batch", "sft_lr", "sft_lr_decay")},
-                       [k_base])
+    # The rank count is part of a training stage's key: one and two ranks draw and reduce differently (README).
+    k_sft = _stage_key("sft", {**{k: settings[k] for k in ("sft_steps", "sft_batch", "sft_lr", "sft_lr_decay")},
+                               "world": world}, [k_base])
     sft_cfg = dict(model=base, out=os.path.join(cfg.out, "sft"), algo="sft", batch_size=cfg.sft_batch,
                    mini_batch_size=cfg.sft_batch, lr=cfg.sft_lr, lr_decay=cfg.sft_lr_decay, adam_beta2=0.95,
                    warmup_steps=5, max_steps=cfg.sft_steps, log_every=25, **{**common, "eval_data": ""})
