@@ -105,7 +105,8 @@ def test_nan_steps_stop_before_saving_over_good_weights(tiny, tmp_path, monkeypa
     _train(*_args(base, data, out, max_steps=2))
     good = _weights(out)
     real = train_script.grpo_loss
-    monkeypatch.setattr(train_script, "grpo_loss", lambda *a, **k: (lambda r: (r[0] * float("nan"), r[1]))(real(*a, **k)))
+    monkeypatch.setattr(train_script, "grpo_loss",
+                        lambda *a, **k: (lambda r: (r[0] * float("nan"), r[1]))(real(*a, **k)))
     with pytest.raises(SystemExit, match="3 steps in a row with a non-finite .*step-2"):
         _train(*_args(base, data, out, "--resume", max_steps=10, save_every=1))
     assert ckpt.read_state(ckpt.latest_checkpoint(out))["step"] == 2
