@@ -60,7 +60,7 @@ def load_checkpoint(path: str, device: str, dtype: torch.dtype):
     if not os.path.isfile(os.path.join(path, "config.json")):
         raise SystemExit(f"--model {path!r}: not a Hugging Face checkpoint folder (no config.json)")
     t0 = time.time()
-    model = Transformer.from_pretrained(path, dtype=dtype, device=device).eval()
+    model = Transformer.from_pretrained(path, dtype=dtype, device=device).eval().fuse_projections()
     tokenizer = Tokenizer.from_pretrained(path)
     log(f"loaded {path} ({model.num_params():,} params, {dtype}, {device}) in {time.time() - t0:.0f} s")
     return model, tokenizer

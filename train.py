@@ -312,9 +312,9 @@ def load_models(cfg, mconf, device, need_ref):
         tdist.load_full_state(ref, full)
         ref.requires_grad_(False)
     del full
-    # The sampler's full-weight copy on every rank: bf16 on GPU, fp32 on CPU.
+    # The sampler's full-weight copy on every rank: bf16 on GPU, fp32 on CPU, q/k/v and gate/up fused.
     with torch.device("meta"):
-        sampler_model = Transformer(mconf)
+        sampler_model = Transformer(mconf).fuse_projections()
     sampler_model.to_empty(device=device).to(torch.bfloat16 if (cuda and cfg.bf16) else torch.float32).eval()
     sampler_model.requires_grad_(False)
     sync_sampler(policy, sampler_model)

@@ -95,6 +95,7 @@ def main():
     with torch.no_grad():
         for prm in model.parameters():
             prm.normal_(0, 0.02)
+    model.fuse_projections()  # as train.py's sampler copy and eval.py hold it
     g = torch.Generator().manual_seed(0)
     vocab = min(151000, cfg.vocab_size)
     prompts = [torch.randint(0, vocab, (args.prompt_len,), generator=g).tolist() for _ in range(args.prompts)]
@@ -187,7 +188,7 @@ def build_hf(model, cfg, device, dtype):
             hf = transformers.Qwen2ForCausalLM(hf_cfg).eval()
     finally:
         torch.set_default_dtype(default)
-    missing, unexpected = hf.load_state_dict(model.state_dict(), strict=False)
+    missing, unexpected = hf.load_state_dict(model.hf_state_dict(), strict=False)
     if unexpected or [k for k in missing if k != "lm_head.weight"]:
         raise RuntimeError(f"weights differ: missing {missing}, unexpected {unexpected}")
     if cfg.tie_word_embeddings:

@@ -35,7 +35,7 @@ def test_compiled_decode_replays_cuda_graphs_and_matches_eager():
     layers = 12
     cfg = dict(model_type="qwen2", vocab_size=1024, hidden_size=128, intermediate_size=256, num_hidden_layers=layers,
                num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True, rope_theta=1e6)
-    model = make_model(cfg, seed=0, std=0.1).cuda().eval()
+    model = make_model(cfg, seed=0, std=0.1).cuda().eval().fuse_projections()  # as train.py's sampler copy
     g = torch.Generator().manual_seed(0)
     prompts = [torch.randint(0, 1000, (int(n),), generator=g).tolist() for n in (5, 17, 3, 30, 9, 12, 7, 21, 2, 14)]
     kw = dict(n=1, max_new_tokens=24, stop_token_ids=list(range(0, 1000, 40)), sync_every=4)  # stops: compaction

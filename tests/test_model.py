@@ -311,3 +311,39 @@ def test_every_query_sees_itself_in_the_training_masks():
     explicit[0, 2, 0] = True
     mask = Transformer._train_mask(explicit)
     assert mask[0, 0].diagonal().all() and mask[0, 0, 2, 0] and not mask[0, 0, 1, 0]
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_fused_projections_give_the_same_model(name, tmp_path):
+    """fuse_projections (the sampler's copy, eval.py): the same logits, in training-style and cached forwards;
+    hf_state_dict gives the checkpoint's names as views that write into the fused weights; a fused model saves the
+    checkpoint it was loaded from."""
+    import copy
+    model = make_model(name)
+    fused = copy.deepcopy(model).fuse_projections().fuse_projections()  # a second call changes nothing
+    names = [n for n, _ in fused.named_parameters()]
+    assert any(n.endswith("qkv_proj.weight") for n in names) and not any(".q_proj." in n for n in names)
+    assert any(n.endswith("gate_up_proj.weight") for n in names) and not any(".up_proj." in n for n in names)
+    assert fused.num_params() == model.num_params()
+    ids, mask, pos = _padded_batch(model.config.vocab_size)
+    with torch.no_grad():
+        assert (fused(ids, position_ids=pos, attention_mask=mask) -
+                model(ids, position_ids=pos, attention_mask=mask)).abs().max().item() <= 1e-5
+        caches = [KVCache(m.config, batch_size=4, max_len=16) for m in (model, fused)]
+        outs = [m(ids[:, :8], cache=c, cache_rows=torch.arange(4)) for m, c in zip((model, fused), caches)]
+        step = torch.full((4, 1), 8)
+        outs += [m(ids[:, 8:9], position_ids=step, cache=c) for m, c in zip((model, fused), caches)]
+        assert (outs[0] - outs[1]).abs().max().item() <= 1e-5 and (outs[2] - outs[3]).abs().max().item() <= 1e-5
+    views, want = fused.hf_state_dict(), model.state_dict()
+    assert sorted(views) == sorted(want) and all(torch.equal(views[k], want[k]) for k in want)
+    other = make_model(name, seed=5)
+    with torch.no_grad():
+        for k, v in other.state_dict().items():
+            views[k].copy_(v)  # as dist.sync_sampler writes the policy's weights into the sampler's copy
+        now = fused.hf_state_dict()
+        assert all(torch.equal(now[k], v) for k, v in other.state_dict().items())
+        assert (fused(ids) - other(ids)).abs().max().item() <= 1e-5
+    fused.save_pretrained(str(tmp_path / "ckpt"))
+    loaded = Transformer.from_pretrained(str(tmp_path / "ckpt"))
+    with torch.no_grad():
+        assert torch.equal(loaded(ids), other(ids))

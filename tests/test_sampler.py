@@ -246,7 +246,7 @@ def test_compiled_decode_step_equals_eager_and_compiles_once():
     from torch._dynamo.utils import counters
 
     from tooln1_min import sampler
-    model = make_model({**TINY, "num_hidden_layers": 5}, seed=1, std=0.3).eval()
+    model = make_model({**TINY, "num_hidden_layers": 5}, seed=1, std=0.3).eval().fuse_projections()  # as trained
     torch._dynamo.reset()
     counters.clear()
     sampler._COMPILED = None

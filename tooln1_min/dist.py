@@ -73,7 +73,7 @@ def sync_sampler(policy, sampler_model):
     bytes, and never a full fp32 copy beside the sampler's), as its forward does; then reshard() frees them. One
     collective per unit, not per parameter (the CPU demo on 2 ranks: 64 -> 8 ms a step). Once per step."""
     reshard(policy)
-    target = dict(sampler_model.named_parameters())
+    target = sampler_model.hf_state_dict()  # by the checkpoint's names: views into a fused sampler's weights
     units = [(name, m) for name, m in policy.named_modules() if hasattr(m, "unshard")] or [("", policy)]
     for prefix, unit in units:
         if hasattr(unit, "unshard"):
