@@ -370,9 +370,10 @@ class Transformer(nn.Module):
     def fuse_projections(self) -> "Transformer":
         """In place, for a model that only generates (the sampler's copy, eval.py): each block's q/k/v projections
         become one matrix multiplication (qkv_proj) and gate/up another (gate_up_proj), as serving engines do. A
-        decode step's matmuls are tiny, so each costs about a kernel launch: three fewer per block (72 of a decode
-        step's ~170 at 24 layers). The same products, row for row. `hf_state_dict()` still names the parameters as
-        the checkpoint does (views into the fused ones), which is how dist.sync_sampler writes into them."""
+        decode step's matmuls are tiny, so each costs about a kernel launch: three fewer per block (72 a step at
+        0.5B's 24 layers). The same weights and arithmetic (a different matmul blocking may change the last bits).
+        `hf_state_dict()` still names the parameters as the checkpoint does (views into the fused ones), which is
+        how dist.sync_sampler writes into them."""
         for block in self.model.layers:
             attn, mlp = block.self_attn, block.mlp
             if not hasattr(attn, "qkv_proj"):
