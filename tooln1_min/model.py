@@ -387,11 +387,11 @@ class Transformer(nn.Module):
         out = {}
         for name, t in self.state_dict(keep_vars=True).items():
             owner, _, leaf = name.rpartition(".")
-            parts = getattr(self.get_submodule(owner), "parts", None)
-            if parts is None:
+            module = self.get_submodule(owner)
+            if not hasattr(module, "parts"):
                 out[name] = t
                 continue
-            for part, view in zip(parts, t.split(self.get_submodule(owner).sizes)):
+            for part, view in zip(module.parts, t.split(module.sizes)):
                 out[f"{owner.rpartition('.')[0]}.{part}.{leaf}"] = view
         return out
 
